@@ -1,0 +1,134 @@
+#pragma once
+// Every typed actor interface of sessionhost, in one place. A wrong message
+// to any of them is a compile error. CAF 0.17 spelling:
+// replies_to<In...>::with<Out...> is "In... -> Out...", reacts_to<In...> is
+// "In... -> void".
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "actors/atoms.hpp"
+#include "actors/hooks.hpp"
+#include "host/event.hpp"
+#include "host/session_info.hpp"
+#include "host/store/session_store.hpp"
+
+// The persistence listener is always local to its sessions: its batches never
+// cross the network, so they need no serialization.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sessionhost::append_batch)
+
+namespace sessionhost {
+
+/// One session: its lifecycle state, its peer, its event bus and its hooks.
+/// Every reply that follows an emitted event is sent once that event is
+/// durable (the output gate).
+using session_actor = caf::typed_actor<
+  // CREATED → SPAWNING.
+  caf::replies_to<begin_spawn_atom>::with<session_info>,
+  // SPAWNING → ACTIVE, recording the agent that now drives it.
+  caf::replies_to<activate_atom, std::string>::with<session_info>,
+  // The peer is alive; returns the heartbeat time.
+  caf::replies_to<heartbeat_atom>::with<micros>,
+  // Input for the session (JSON text); returns the seq of the first event it
+  // produced. The first message of a new session emits session:start.
+  caf::replies_to<message_atom, std::string>::with<uint64_t>,
+  // mark_terminating(reason): session:end, then → TERMINATING.
+  caf::replies_to<terminate_atom, std::string>::with<session_info>,
+  // complete_cleanup: TERMINATING → CLEANED.
+  caf::replies_to<cleanup_atom>::with<session_info>,
+  // attach_peer(identity, connection): session_open; a dead connection
+  // actor (if valid) counts as connection_lost.
+  caf::replies_to<attach_atom, std::string, caf::actor>::with<session_info>,
+  // detach_peer(reason): "manual" or "connection_lost".
+  caf::replies_to<detach_atom, std::string>::with<session_info>,
+  // Adds a subscriber; returns the last durable seq: every later event
+  // reaches it as (events_atom, session_id, std::vector<event>) requests.
+  caf::replies_to<subscribe_atom, caf::actor>::with<uint64_t>,
+  caf::replies_to<unsubscribe_atom, caf::actor>::with<bool>,
+  // publish(type, data JSON): returns the seq once durable.
+  caf::replies_to<publish_atom, std::string, std::string>::with<uint64_t>,
+  caf::replies_to<info_atom>::with<session_info>,
+  // Flushes, writes a snapshot and stops the actor; returns the final info.
+  caf::replies_to<unload_atom>::with<session_info>,
+  // A per-session hook was registered: enable it, fire an open-hook at once
+  // if a peer is connected.
+  caf::replies_to<hook_added_atom, hook_id>::with<bool>,
+  // From the persistence listener.
+  caf::reacts_to<durable_atom, uint64_t>,
+  caf::reacts_to<store_failed_atom, std::string>,
+  caf::reacts_to<fenced_atom, std::string>,
+  // Internal: batch hand-off to the listener and timers (with generation).
+  caf::reacts_to<flush_atom>,
+  caf::reacts_to<hb_check_atom, uint64_t>,
+  caf::reacts_to<grace_check_atom, uint64_t>,
+  caf::reacts_to<idle_check_atom, uint64_t>>;
+
+/// Group commit: collects every session's not-yet-durable events and writes
+/// them to the store in one transaction per batch, then tells each session
+/// how far it is durable.
+using persistence_listener_actor = caf::typed_actor<
+  caf::reacts_to<persist_atom, session_actor, append_batch>,
+  caf::reacts_to<commit_atom>,
+  // Answers once everything received before it is durable (or failed).
+  caf::replies_to<sync_atom>::with<bool>>;
+
+/// The local session host (seed 004's SessionHost, seed 003's coordinator).
+using session_host_actor = caf::typed_actor<
+  // create_session(type, role, metadata).
+  caf::replies_to<create_atom, std::string, std::string, metadata_map>::with<
+    session_info>,
+  // Locate (loading on demand).
+  caf::replies_to<get_session_atom, std::string>::with<session_actor>,
+  caf::replies_to<get_by_role_atom, std::string>::with<session_actor>,
+  caf::replies_to<find_by_peer_atom, std::string>::with<std::vector<std::string>>,
+  caf::replies_to<load_atom, std::string>::with<session_info>,
+  caf::replies_to<unload_atom, std::string>::with<session_info>,
+  caf::replies_to<is_loaded_atom, std::string>::with<bool>,
+  caf::replies_to<loaded_ids_atom>::with<std::vector<std::string>>,
+  // Stored sessions, loaded or not (getAllSessions): filter, cursor, limit.
+  caf::replies_to<list_atom, session_filter, std::string, uint64_t>::with<
+    session_page>,
+  caf::replies_to<count_atom, session_filter>::with<uint64_t>,
+  // terminate(id, reason): TERMINATING, cleanup, CLEANED.
+  caf::replies_to<terminate_atom, std::string, std::string>::with<session_info>,
+  // Ends hosting: every session flushed, snapshotted and unloaded.
+  caf::replies_to<shutdown_atom>::with<uint64_t>,
+  caf::replies_to<healthy_atom>::with<bool>,
+  // A per-session hook was added (disabled) to the registry.
+  caf::replies_to<add_hook_atom, std::string, hook_id>::with<bool>,
+  // From sessions, to keep the host's indexes without asking them.
+  caf::reacts_to<state_changed_atom, std::string, session_state>,
+  caf::reacts_to<peer_changed_atom, std::string, std::string, bool>,
+  caf::reacts_to<idle_atom, std::string, uint64_t>>;
+
+/// Keeps session → client subscriptions and sends each client the events of
+/// the sessions it subscribed to (seed 004's ClientHub). A client is any
+/// actor; it receives (events_atom, session_id, std::vector<event>) requests
+/// and (lagged_atom, session_id, last_seq) when it was dropped for lagging.
+using client_hub_actor = caf::typed_actor<
+  // Returns the seq after which this client receives every event.
+  caf::replies_to<hub_subscribe_atom, caf::actor, std::string>::with<uint64_t>,
+  caf::replies_to<hub_unsubscribe_atom, caf::actor, std::string>::with<bool>,
+  caf::reacts_to<broadcast_atom, std::string, std::vector<event>>,
+  caf::replies_to<client_count_atom, std::string>::with<uint64_t>,
+  // From the broadcast listener: it stopped receiving a session.
+  caf::reacts_to<unwatch_atom, std::string>>;
+
+/// Subscribes to the buses of the sessions the hub has clients for and
+/// forwards their events to the hub (seed 004's ClientBroadcastListener).
+using client_broadcast_listener_actor = caf::typed_actor<
+  // Start receiving a session; returns the seq after which it forwards all.
+  caf::replies_to<watch_atom, std::string>::with<uint64_t>,
+  caf::reacts_to<unwatch_atom, std::string>,
+  // As a subscriber of session buses.
+  caf::reacts_to<events_atom, std::string, std::vector<event>>,
+  caf::reacts_to<lagged_atom, std::string, uint64_t>,
+  caf::reacts_to<unloaded_atom, std::string, uint64_t>>;
+
+} // namespace sessionhost

@@ -1,0 +1,205 @@
+#include "actors/client_hub.hpp"
+
+#include <set>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "actors/client_broadcast_listener.hpp"
+#include "actors/event_bus.hpp"
+#include "host/error.hpp"
+
+namespace sessionhost {
+
+namespace {
+
+struct hub_state {
+  static inline const char* name = "sessionhost.client_hub";
+
+  struct session_clients {
+    event_bus bus;
+    bool watching = false;
+    uint64_t last_seq = 0; // last seq forwarded for this session
+    std::vector<std::pair<caf::actor, caf::typed_response_promise<uint64_t>>>
+      waiting; // subscribed before the listener was watching
+  };
+
+  client_hub_options opts;
+  client_broadcast_listener_actor listener;
+  std::unordered_map<std::string, session_clients> sessions;
+  std::unordered_map<caf::actor_addr, std::set<std::string>> by_client;
+};
+
+using self_pointer = client_hub_actor::stateful_pointer<hub_state>;
+
+void add_client(self_pointer self, hub_state::session_clients& sc,
+                const std::string& id, const caf::actor& client) {
+  if (sc.bus.add(client, sc.last_seq)) {
+    auto& subs = self->state.by_client[client.address()];
+    if (subs.empty())
+      self->monitor(client);
+    subs.insert(id);
+  }
+}
+
+void forget_client(self_pointer self, const caf::actor_addr& client,
+                   const std::string& id) {
+  auto& st = self->state;
+  auto i = st.by_client.find(client);
+  if (i == st.by_client.end())
+    return;
+  i->second.erase(id);
+  if (i->second.empty()) {
+    self->demonitor(client);
+    st.by_client.erase(i);
+  }
+}
+
+// No client left for a session: stop receiving it.
+void maybe_unwatch(self_pointer self, const std::string& id) {
+  auto& st = self->state;
+  auto i = st.sessions.find(id);
+  if (i == st.sessions.end() || !i->second.bus.empty()
+      || !i->second.waiting.empty())
+    return;
+  if (i->second.watching)
+    self->send(st.listener, unwatch_atom::value, id);
+  st.sessions.erase(i);
+}
+
+client_hub_actor::behavior_type hub_behavior(self_pointer self,
+                                             session_host_actor host,
+                                             client_hub_options opts) {
+  self->state.opts = opts;
+  self->state.listener = spawn_client_broadcast_listener(
+    self, std::move(host), client_hub_actor{self});
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    auto i = st.by_client.find(dm.source);
+    if (i == st.by_client.end())
+      return;
+    auto ids = std::move(i->second);
+    st.by_client.erase(i);
+    for (auto& id : ids) {
+      if (auto j = st.sessions.find(id); j != st.sessions.end())
+        j->second.bus.remove(dm.source);
+      maybe_unwatch(self, id);
+    }
+  });
+  return {
+    [self](hub_subscribe_atom, caf::actor client,
+           const std::string& id) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (!client)
+        return make_error(errc::bad_request, "invalid client");
+      auto& sc = st.sessions[id];
+      if (sc.watching) {
+        add_client(self, sc, id, client);
+        return sc.last_seq;
+      }
+      auto rp = self->make_response_promise<uint64_t>();
+      sc.waiting.emplace_back(client, rp);
+      if (sc.waiting.size() > 1)
+        return rp; // a watch request is under way
+      self->request(st.listener, caf::infinite, watch_atom::value, id)
+        .then(
+          [self, id](uint64_t last) {
+            auto& st = self->state;
+            auto& sc = st.sessions[id];
+            sc.watching = true;
+            sc.last_seq = last;
+            auto waiting = std::move(sc.waiting);
+            sc.waiting.clear();
+            for (auto& [c, p] : waiting) {
+              add_client(self, sc, id, c);
+              p.deliver(last);
+            }
+            maybe_unwatch(self, id); // every waiter may be gone already
+          },
+          [self, id](caf::error& err) {
+            auto& st = self->state;
+            auto i = st.sessions.find(id);
+            if (i == st.sessions.end())
+              return;
+            auto waiting = std::move(i->second.waiting);
+            i->second.waiting.clear();
+            for (auto& [c, p] : waiting)
+              p.deliver(err);
+            maybe_unwatch(self, id);
+          });
+      return rp;
+    },
+    [self](hub_unsubscribe_atom, caf::actor client, const std::string& id) {
+      auto& st = self->state;
+      auto i = st.sessions.find(id);
+      if (!client || i == st.sessions.end()
+          || !i->second.bus.remove(client.address()))
+        return false;
+      forget_client(self, client.address(), id);
+      maybe_unwatch(self, id);
+      return true;
+    },
+    [self](broadcast_atom, std::string& id, std::vector<event>& events) {
+      auto& st = self->state;
+      auto i = st.sessions.find(id);
+      if (i == st.sessions.end() || !i->second.watching || events.empty())
+        return;
+      auto& sc = i->second;
+      auto last = events.back().seq;
+      auto n = static_cast<uint64_t>(events.size());
+      sc.last_seq = last;
+      // One message for every client of the session.
+      auto msg = caf::make_message(events_atom::value, id, std::move(events));
+      auto dropped = sc.bus.deliver(
+        self, msg, n, last, st.opts.client_window,
+        [self, id](const caf::actor_addr& a, uint64_t k) {
+          auto& st = self->state;
+          if (auto j = st.sessions.find(id); j != st.sessions.end())
+            j->second.bus.credit(a, k);
+        });
+      for (auto& [client, upto] : dropped) {
+        forget_client(self, client.address(), id);
+        caf::anon_send(client, lagged_atom::value, id, upto);
+      }
+      maybe_unwatch(self, id);
+    },
+    [self](client_count_atom, const std::string& id) -> uint64_t {
+      auto& st = self->state;
+      auto i = st.sessions.find(id);
+      return i == st.sessions.end() ? 0 : i->second.bus.size();
+    },
+    [self](unwatch_atom, const std::string& id) {
+      // The listener lost the session (unloaded, gone, or it lagged): every
+      // client resumes from the seq it got up to.
+      auto& st = self->state;
+      auto i = st.sessions.find(id);
+      if (i == st.sessions.end())
+        return;
+      auto subs = i->second.bus.subscribers();
+      i->second.watching = false;
+      for (auto& s : subs) {
+        forget_client(self, s.handle.address(), id);
+        caf::anon_send(s.handle, lagged_atom::value, id, s.last_seq);
+      }
+      auto waiting = std::move(i->second.waiting);
+      st.sessions.erase(i);
+      for (auto& [c, p] : waiting)
+        p.deliver(make_error(errc::unavailable, "session " + id
+                                                  + " went away, retry"));
+    },
+  };
+}
+
+} // namespace
+
+client_hub_actor spawn_client_hub(caf::actor_system& sys,
+                                  session_host_actor host,
+                                  client_hub_options opts) {
+  return sys.spawn(hub_behavior, std::move(host), opts);
+}
+
+} // namespace sessionhost

@@ -1,0 +1,704 @@
+#include "actors/session_actor.hpp"
+
+#include <deque>
+#include <functional>
+#include <utility>
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/event_bus.hpp"
+#include "host/error.hpp"
+
+namespace sessionhost {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr size_t max_type_length = 64;
+
+struct session_data;
+using self_pointer = session_actor::stateful_pointer<session_data>;
+
+// Everything one session owns. Methods run inside the actor only.
+struct session_data : session_control {
+  static inline const char* name = "sessionhost.session";
+
+  self_pointer self = nullptr;
+  session_info info;
+  services_ptr svc;
+  session_host_actor host;
+  caf::actor peer_conn; // monitored; its death is connection_lost
+
+  // -- event bus and output gate --------------------------------------------
+  uint64_t next_seq = 1;
+  std::deque<event> pending;  // emitted, not yet durable (seq order)
+  std::vector<event> unsent;  // emitted, not yet handed to the listener
+  bool flush_scheduled = false;
+  // Continuations waiting for a seq to be durable; called with an error when
+  // it never will be (fenced).
+  std::deque<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
+  event_bus bus;
+  bool store_failing = false;
+
+  // -- hooks, timers, unloading -----------------------------------------------
+  bool emitting = false;
+  uint64_t hb_gen = 0;
+  uint64_t grace_gen = 0;
+  bool idle_timer = false;
+  micros last_activity = 0;
+  bool unloading = false;
+
+  micros now() const { return svc->clock->now(); }
+  const host_config& cfg() const { return svc->config; }
+
+  // -- emission ---------------------------------------------------------------
+
+  // Appends an event to the stream; it reaches subscribers once durable.
+  uint64_t emit(const std::string& type, std::string data) {
+    event e;
+    e.session_id = info.id;
+    e.seq = next_seq++;
+    e.type = type;
+    e.data = std::move(data);
+    e.ts = now();
+    e.epoch = info.epoch;
+    info.updated_at = e.ts;
+    pending.push_back(e);
+    unsent.push_back(std::move(e));
+    svc->obs->counters.events_published++;
+    if (!flush_scheduled) {
+      flush_scheduled = true;
+      // Goes behind whatever is queued already: one batch per burst.
+      self->send(self, flush_atom::value);
+    }
+    return next_seq - 1;
+  }
+
+  // Emits a lifecycle event: recorded in the observability hub too.
+  uint64_t emit_lifecycle(const std::string& name, const metadata_map& md) {
+    json payload = json::object();
+    for (auto& [k, v] : md)
+      payload[k] = v;
+    svc->obs->record(lifecycle_record{now(), info.id, name, md});
+    return emit(name, payload.dump());
+  }
+
+  void fire(hook_kind kind, const metadata_map& md) {
+    // The emission guard: a hook's own emissions do not re-enter hooks.
+    if (emitting)
+      return;
+    emitting = true;
+    hook_event ev{info.id, kind, md, this};
+    for (auto& fn : svc->hooks->collect(kind, info.id))
+      call_hook(*fn, ev);
+    emitting = false;
+  }
+
+  void call_hook(const hook_fn& fn, const hook_event& ev) {
+    try {
+      fn(ev);
+    } catch (const std::exception& e) {
+      svc->obs->counters.hook_failures++;
+      spdlog::warn("session {}: {} hook threw: {}", info.id, to_string(ev.kind),
+                   e.what());
+    } catch (...) {
+      svc->obs->counters.hook_failures++;
+      spdlog::warn("session {}: {} hook threw", info.id, to_string(ev.kind));
+    }
+  }
+
+  // Runs `fn` once `seq` is durable (at once if it is already).
+  void after_durable(uint64_t seq, std::function<void(const caf::error&)> fn) {
+    if (seq <= info.last_seq)
+      fn(caf::none);
+    else
+      waiting.emplace_back(seq, std::move(fn));
+  }
+
+  // The seq the next reply has to wait for: the last one emitted.
+  uint64_t last_emitted() const { return next_seq - 1; }
+
+  template <class T>
+  void reply_when_durable(caf::typed_response_promise<T> rp,
+                          std::function<T()> value) {
+    after_durable(last_emitted(), [rp, value](const caf::error& err) mutable {
+      if (err)
+        rp.deliver(err);
+      else
+        rp.deliver(value());
+    });
+  }
+
+  void touch() {
+    last_activity = now();
+    arm_idle_timer();
+  }
+
+  // -- lifecycle --------------------------------------------------------------
+
+  caf::error change_state(lifecycle_event ev, const std::string& reason) {
+    auto t = next_state(info.state, ev);
+    if (!t.ok())
+      return make_error(errc::invalid_transition, t.error().message());
+    auto previous = info.state;
+    if (*t.to == previous)
+      return caf::none; // TERMINATING + TERMINATE: idempotent, nothing new
+    info.state = *t.to;
+    metadata_map md{{"state", to_string(info.state)},
+                    {"previous", to_string(previous)}};
+    if (!reason.empty())
+      md.emplace("reason", reason);
+    emit_lifecycle(event_type::status_changed, md);
+    if (host)
+      self->send(host, state_changed_atom::value, info.id, info.state);
+    return caf::none;
+  }
+
+  // mark_terminating: session:end first, so listeners can persist or clean
+  // up, then the state change.
+  caf::error terminate(const std::string& reason) {
+    auto t = next_state(info.state, lifecycle_event::terminate);
+    if (!t.ok())
+      return make_error(errc::invalid_transition, t.error().message());
+    if (info.state == session_state::terminating)
+      return caf::none;
+    if (peer_connected())
+      close_peer("terminated");
+    emit_lifecycle(event_type::session_end, {{"reason", reason}});
+    return change_state(lifecycle_event::terminate, reason);
+  }
+
+  // Built-in types own no process: cleanup completes at once.
+  void terminate_and_clean(const std::string& reason) {
+    if (auto err = terminate(reason)) {
+      spdlog::warn("session {}: {}", info.id, message_of(err));
+      return;
+    }
+    change_state(lifecycle_event::clean, reason);
+  }
+
+  bool closed() const {
+    return info.state == session_state::terminating
+           || info.state == session_state::cleaned;
+  }
+
+  // -- peer -------------------------------------------------------------------
+
+  bool peer_connected() const { return info.peer_connected; }
+
+  caf::error attach(const std::string& identity, caf::actor conn) {
+    if (identity.empty())
+      return make_error(errc::bad_request, "peer identity must not be empty");
+    if (closed())
+      return make_error(errc::conflict, "session " + info.id + " is "
+                                          + to_string(info.state));
+    bool same = identity == info.peer;
+    if (!same && (info.peer_connected || grace_active))
+      return make_error(errc::conflict, "session " + info.id
+                                          + " already has peer " + info.peer);
+    if (peer_conn && peer_conn != conn)
+      self->demonitor(peer_conn.address());
+    peer_conn = std::move(conn);
+    if (peer_conn)
+      self->monitor(peer_conn);
+    metadata_map md{{"peer", identity}};
+    if (same) {
+      ++info.reconnects;
+      md.emplace("reconnects", std::to_string(info.reconnects));
+    }
+    info.peer = identity;
+    info.peer_connected = true;
+    info.last_heartbeat = now();
+    grace_active = false;
+    ++grace_gen; // a pending grace timer no longer applies
+    emit_lifecycle(event_type::session_open, md);
+    fire(hook_kind::session_open, md);
+    arm_heartbeat_timer(cfg().heartbeat_timeout);
+    if (host)
+      self->send(host, peer_changed_atom::value, info.id, info.peer, true);
+    return caf::none;
+  }
+
+  // Ends the peer's connection with `reason`; keeps its identity so the same
+  // peer attaching again counts as a reconnect.
+  void close_peer(const std::string& reason) {
+    info.peer_connected = false;
+    ++hb_gen; // the heartbeat timer no longer applies
+    if (peer_conn) {
+      self->demonitor(peer_conn.address());
+      peer_conn = nullptr;
+    }
+    metadata_map md{{"reason", reason}, {"peer", info.peer}};
+    emit_lifecycle(event_type::session_close, md);
+    fire(hook_kind::session_close, md);
+    if (host)
+      self->send(host, peer_changed_atom::value, info.id, info.peer, false);
+    touch();
+  }
+
+  caf::error detach(const std::string& reason) {
+    if (reason != "manual" && reason != "connection_lost")
+      return make_error(errc::bad_request,
+                        "detach reason must be manual or connection_lost");
+    if (!info.peer_connected)
+      return make_error(errc::conflict, "session " + info.id
+                                          + " has no connected peer");
+    close_peer(reason);
+    if (reason == "connection_lost")
+      start_grace();
+    return caf::none;
+  }
+
+  bool grace_active = false;
+
+  void start_grace() {
+    grace_active = true;
+    auto gen = ++grace_gen;
+    self->delayed_send(self, cfg().reconnect_grace, grace_check_atom::value,
+                       gen);
+  }
+
+  void on_grace_check(uint64_t gen) {
+    if (unloading || gen != grace_gen || !grace_active || info.peer_connected)
+      return;
+    grace_active = false;
+    if (cfg().on_grace_expired == grace_policy::terminate) {
+      terminate_and_clean("reconnect_grace_expired");
+    } else {
+      info.peer.clear(); // kept without a peer
+      if (host)
+        self->send(host, peer_changed_atom::value, info.id, std::string{},
+                   false);
+    }
+  }
+
+  void arm_heartbeat_timer(std::chrono::milliseconds after) {
+    auto gen = ++hb_gen;
+    self->delayed_send(self, after, hb_check_atom::value, gen);
+  }
+
+  void on_heartbeat_check(uint64_t gen) {
+    if (unloading || gen != hb_gen || !info.peer_connected)
+      return;
+    auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        cfg().heartbeat_timeout)
+                        .count();
+    auto deadline = info.last_heartbeat + timeout_us;
+    auto t = now();
+    if (t < deadline) {
+      // A heartbeat came in since: one timer per session, re-armed lazily.
+      arm_heartbeat_timer(std::chrono::milliseconds((deadline - t + 999) / 1000));
+      return;
+    }
+    // Always this order: heartbeat_timeout, then session_close.
+    metadata_map md{{"peer", info.peer}};
+    emit_lifecycle(event_type::heartbeat_timeout, md);
+    fire(hook_kind::heartbeat_timeout, md);
+    close_peer("heartbeat_timeout");
+    if (cfg().on_heartbeat_timeout == heartbeat_policy::terminate)
+      terminate_and_clean("heartbeat_timeout");
+    else
+      start_grace();
+  }
+
+  // -- idle passivation -------------------------------------------------------
+
+  bool idle_now() const {
+    return bus.empty() && !info.peer_connected && pending.empty()
+           && !grace_active && !unloading;
+  }
+
+  void arm_idle_timer() {
+    if (idle_timer || cfg().idle_timeout.count() <= 0 || unloading)
+      return;
+    idle_timer = true;
+    self->delayed_send(self, cfg().idle_timeout, idle_check_atom::value,
+                       uint64_t{0});
+  }
+
+  void on_idle_check() {
+    idle_timer = false;
+    if (unloading)
+      return;
+    auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        cfg().idle_timeout)
+                        .count();
+    auto idle_for = now() - last_activity;
+    if (idle_now() && idle_for >= timeout_us) {
+      if (host)
+        self->send(host, idle_atom::value, info.id, uint64_t{0});
+      return;
+    }
+    idle_timer = true;
+    auto wait_us = idle_for < timeout_us ? timeout_us - idle_for : timeout_us;
+    self->delayed_send(self, std::chrono::microseconds(wait_us),
+                       idle_check_atom::value, uint64_t{0});
+  }
+
+  // -- persistence ------------------------------------------------------------
+
+  session_info snapshot() const {
+    auto snap = info;
+    snap.last_seq = last_emitted();
+    snap.loaded = false;
+    return snap;
+  }
+
+  void flush() {
+    flush_scheduled = false;
+    if (unsent.empty())
+      return;
+    append_batch batch;
+    batch.session_id = info.id;
+    batch.epoch = info.epoch;
+    batch.events = std::move(unsent);
+    batch.snapshot = snapshot();
+    unsent.clear();
+    self->send(svc->persistence, persist_atom::value, session_actor{self},
+               std::move(batch));
+  }
+
+  void on_durable(uint64_t seq) {
+    if (seq <= info.last_seq)
+      return;
+    info.last_seq = seq;
+    store_failing = false;
+    std::vector<event> released;
+    while (!pending.empty() && pending.front().seq <= seq) {
+      released.push_back(std::move(pending.front()));
+      pending.pop_front();
+    }
+    if (!released.empty() && !bus.empty()) {
+      auto last = released.back().seq;
+      auto n = static_cast<uint64_t>(released.size());
+      // One message shared by every subscriber: no copy per subscriber.
+      auto msg = caf::make_message(events_atom::value, info.id,
+                                   std::move(released));
+      auto dropped = bus.deliver(self, msg, n, last, cfg().subscriber_window,
+                                 [s = self](const caf::actor_addr& a,
+                                            uint64_t k) {
+                                   s->state.bus.credit(a, k);
+                                 });
+      for (auto& [sub, upto] : dropped) {
+        svc->obs->counters.subscribers_dropped++;
+        self->demonitor(sub.address());
+        caf::anon_send(sub, lagged_atom::value, info.id, upto);
+      }
+    }
+    while (!waiting.empty() && waiting.front().first <= seq) {
+      auto fn = std::move(waiting.front().second);
+      waiting.pop_front();
+      fn(caf::none);
+    }
+    if (pending.empty())
+      arm_idle_timer();
+  }
+
+  void on_store_failed(const std::string& what) {
+    if (store_failing)
+      return;
+    store_failing = true;
+    emit(event_type::error,
+         json{{"message", "store write failed: " + what}, {"code", "store"}}
+           .dump());
+  }
+
+  // Another activation owns the session now: never write again.
+  void on_fenced(const std::string& what) {
+    spdlog::warn("session {} fenced: {}", info.id, what);
+    auto err = make_error(errc::stale_epoch, what);
+    for (auto& w : waiting)
+      w.second(err);
+    waiting.clear();
+    self->quit();
+  }
+
+  // -- session_control (hooks) ------------------------------------------------
+
+  void publish(const std::string& type, const std::string& data) override {
+    emit(type, data);
+  }
+
+  void detach_peer(const std::string& reason) override {
+    if (info.peer_connected)
+      close_peer(reason);
+  }
+};
+
+caf::error check_open(const session_data& st) {
+  if (st.unloading)
+    return make_error(errc::unavailable, "session " + st.info.id
+                                           + " is unloading");
+  return caf::none;
+}
+
+caf::error check_publish(const session_data& st, const std::string& type,
+                         const std::string& data) {
+  if (auto err = check_open(st))
+    return err;
+  if (type.empty() || type.size() > max_type_length)
+    return make_error(errc::bad_request, "event type must have 1 to 64 characters");
+  if (!json::accept(data))
+    return make_error(errc::bad_request, "event data must be JSON");
+  if (st.closed())
+    return make_error(errc::conflict, "session " + st.info.id + " is "
+                                        + to_string(st.info.state));
+  if (st.pending.size() >= st.cfg().max_backlog) {
+    st.svc->obs->counters.publishes_refused++;
+    return make_error(errc::overloaded,
+                      "session " + st.info.id
+                        + " has too many events waiting to be durable");
+  }
+  return caf::none;
+}
+
+session_actor::behavior_type session_behavior(self_pointer self,
+                                              session_start start) {
+  auto& st = self->state;
+  st.self = self;
+  st.info = std::move(start.info);
+  st.svc = std::move(start.services);
+  st.host = std::move(start.host);
+  replay_into(st.info, start.replay);
+  st.info.loaded = true;
+  // A connection belongs to the process that held the session: after a load
+  // the peer may only come back as a reconnect.
+  st.info.peer_connected = false;
+  st.next_seq = st.info.last_seq + 1;
+  st.touch();
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (st.peer_conn && dm.source == st.peer_conn.address()) {
+      st.peer_conn = nullptr;
+      if (st.info.peer_connected) {
+        st.close_peer("connection_lost");
+        st.start_grace();
+      }
+      return;
+    }
+    if (st.bus.remove(dm.source))
+      st.touch();
+  });
+  return {
+    [self](begin_spawn_atom) -> caf::result<session_info> {
+      auto& st = self->state;
+      if (auto err = check_open(st))
+        return err;
+      if (auto err = st.change_state(lifecycle_event::spawn, ""))
+        return err;
+      st.touch();
+      auto rp = self->make_response_promise<session_info>();
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      return rp;
+    },
+    [self](activate_atom, const std::string& agent) -> caf::result<session_info> {
+      auto& st = self->state;
+      if (auto err = check_open(st))
+        return err;
+      if (auto err = st.change_state(lifecycle_event::activate, ""))
+        return err;
+      if (!agent.empty())
+        st.info.metadata["agent"] = agent;
+      st.touch();
+      auto rp = self->make_response_promise<session_info>();
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      return rp;
+    },
+    [self](heartbeat_atom) -> caf::result<micros> {
+      auto& st = self->state;
+      if (!st.info.peer_connected)
+        return make_error(errc::conflict, "session " + st.info.id
+                                            + " has no connected peer");
+      st.info.last_heartbeat = st.now();
+      st.touch();
+      return st.info.last_heartbeat;
+    },
+    [self](message_atom, const std::string& data) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (auto err = check_publish(st, event_type::message, data))
+        return err;
+      ++st.info.message_count;
+      uint64_t first = 0;
+      if (st.info.message_count == 1)
+        first = st.emit_lifecycle(event_type::session_start, {});
+      auto seq = st.emit(event_type::message, data);
+      if (first == 0)
+        first = seq;
+      st.touch();
+      auto rp = self->make_response_promise<uint64_t>();
+      st.reply_when_durable<uint64_t>(rp, [first] { return first; });
+      return rp;
+    },
+    [self](terminate_atom, const std::string& reason) -> caf::result<session_info> {
+      auto& st = self->state;
+      if (auto err = check_open(st))
+        return err;
+      if (auto err = st.terminate(reason.empty() ? "requested" : reason))
+        return err;
+      st.touch();
+      auto rp = self->make_response_promise<session_info>();
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      return rp;
+    },
+    [self](cleanup_atom) -> caf::result<session_info> {
+      auto& st = self->state;
+      if (auto err = check_open(st))
+        return err;
+      if (auto err = st.change_state(lifecycle_event::clean, ""))
+        return err;
+      st.touch();
+      auto rp = self->make_response_promise<session_info>();
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      return rp;
+    },
+    [self](attach_atom, const std::string& identity,
+           caf::actor conn) -> caf::result<session_info> {
+      auto& st = self->state;
+      if (auto err = check_open(st))
+        return err;
+      if (auto err = st.attach(identity, std::move(conn)))
+        return err;
+      auto rp = self->make_response_promise<session_info>();
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      return rp;
+    },
+    [self](detach_atom, const std::string& reason) -> caf::result<session_info> {
+      auto& st = self->state;
+      if (auto err = check_open(st))
+        return err;
+      if (auto err = st.detach(reason))
+        return err;
+      auto rp = self->make_response_promise<session_info>();
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      return rp;
+    },
+    [self](subscribe_atom, caf::actor sub) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (auto err = check_open(st))
+        return err;
+      if (!sub)
+        return make_error(errc::bad_request, "invalid subscriber");
+      if (st.bus.add(sub, st.info.last_seq))
+        self->monitor(sub);
+      st.touch();
+      return st.info.last_seq;
+    },
+    [self](unsubscribe_atom, caf::actor sub) -> bool {
+      auto& st = self->state;
+      if (!sub || !st.bus.remove(sub.address()))
+        return false;
+      self->demonitor(sub.address());
+      st.touch();
+      return true;
+    },
+    [self](publish_atom, const std::string& type,
+           const std::string& data) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (auto err = check_publish(st, type, data))
+        return err;
+      auto seq = st.emit(type, data);
+      st.touch();
+      auto rp = self->make_response_promise<uint64_t>();
+      st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
+      return rp;
+    },
+    [self](info_atom) -> session_info { return self->state.info; },
+    [self](unload_atom) -> caf::result<session_info> {
+      auto& st = self->state;
+      auto rp = self->make_response_promise<session_info>();
+      if (!st.unloading) {
+        if (st.info.peer_connected)
+          st.close_peer("unload");
+        st.unloading = true;
+      }
+      // Every batch carries the snapshot: once the last emitted event is
+      // durable, the store holds the final state.
+      st.after_durable(st.last_emitted(), [self, rp](const caf::error& err) mutable {
+        auto& st = self->state;
+        if (err) {
+          rp.deliver(err);
+          return;
+        }
+        for (auto& sub : st.bus.subscribers())
+          caf::anon_send(sub.handle, unloaded_atom::value, st.info.id,
+                         st.info.last_seq);
+        auto out = st.info;
+        out.loaded = false;
+        rp.deliver(out);
+        self->quit();
+      });
+      return rp;
+    },
+    [self](hook_added_atom, hook_id id) -> bool {
+      auto& st = self->state;
+      if (!st.svc->hooks->enable(id))
+        return false;
+      // Smart hook (seed 000): an open-hook on a connected session fires now.
+      if (st.info.peer_connected && !st.emitting) {
+        if (auto fn = st.svc->hooks->get(id)) {
+          metadata_map md{{"peer", st.info.peer}};
+          st.emitting = true;
+          st.call_hook(*fn, hook_event{st.info.id, hook_kind::session_open, md,
+                                       &st});
+          st.emitting = false;
+        }
+      }
+      return true;
+    },
+    [self](durable_atom, uint64_t seq) { self->state.on_durable(seq); },
+    [self](store_failed_atom, const std::string& what) {
+      self->state.on_store_failed(what);
+    },
+    [self](fenced_atom, const std::string& what) { self->state.on_fenced(what); },
+    [self](flush_atom) { self->state.flush(); },
+    [self](hb_check_atom, uint64_t gen) { self->state.on_heartbeat_check(gen); },
+    [self](grace_check_atom, uint64_t gen) { self->state.on_grace_check(gen); },
+    [self](idle_check_atom, uint64_t) { self->state.on_idle_check(); },
+  };
+}
+
+} // namespace
+
+session_actor spawn_session(caf::actor_system& sys, session_start start) {
+  return sys.spawn(session_behavior, std::move(start));
+}
+
+void replay_into(session_info& info, const std::vector<event>& events) {
+  for (auto& e : events) {
+    if (e.seq <= info.last_seq)
+      continue;
+    info.last_seq = e.seq;
+    info.updated_at = e.ts;
+    if (e.type == event_type::message) {
+      ++info.message_count;
+      continue;
+    }
+    if (e.type != event_type::status_changed
+        && e.type != event_type::session_open
+        && e.type != event_type::session_close)
+      continue;
+    auto data = json::parse(e.data, nullptr, false);
+    if (!data.is_object())
+      continue;
+    if (e.type == event_type::status_changed) {
+      if (auto s = parse_session_state(data.value("state", "")))
+        info.state = *s;
+    } else if (e.type == event_type::session_open) {
+      info.peer = data.value("peer", info.peer);
+      info.peer_connected = true;
+      if (data.contains("reconnects"))
+        info.reconnects = std::stoull(data.value("reconnects", "0"));
+    } else {
+      info.peer_connected = false;
+    }
+  }
+}
+
+} // namespace sessionhost

@@ -1,0 +1,27 @@
+#pragma once
+// What every session of one host shares: configuration, the injected clock,
+// the hook registry, the observability hub and the persistence listener.
+// Constant after the host starts, except the hub/registry (thread-safe) and
+// the health flag (atomic).
+
+#include <memory>
+
+#include "actors/actors.hpp"
+#include "actors/hooks.hpp"
+#include "actors/observability.hpp"
+#include "host/clock.hpp"
+#include "host/config.hpp"
+
+namespace sessionhost {
+
+struct session_services {
+  host_config config;
+  std::shared_ptr<sessionhost::clock> clock;
+  std::shared_ptr<hook_registry> hooks;
+  std::shared_ptr<observability_hub> obs;
+  persistence_listener_actor persistence;
+};
+
+using services_ptr = std::shared_ptr<session_services>;
+
+} // namespace sessionhost

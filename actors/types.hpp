@@ -1,0 +1,11 @@
+#pragma once
+// Registers sessionhost's message types with a CAF config. Every node of a
+// cluster must register the same types (CAF guide §3).
+
+namespace caf { class actor_system_config; }
+
+namespace sessionhost {
+
+void register_types(caf::actor_system_config& cfg);
+
+} // namespace sessionhost

@@ -1,0 +1,43 @@
+#pragma once
+// Wall-clock time for sessions, injected (seed 001) so timer tests are
+// deterministic: production uses `system_clock`, tests a `manual_clock` they
+// advance together with CAF's test_coordinator.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+namespace sessionhost {
+
+/// Microseconds since the Unix epoch.
+using micros = int64_t;
+
+/// Source of wall-clock time. Implementations are thread-safe.
+class clock {
+public:
+  virtual ~clock();
+  virtual micros now() const noexcept = 0;
+};
+
+/// The real wall clock.
+class system_clock final : public clock {
+public:
+  micros now() const noexcept override;
+};
+
+/// A clock that moves only when told to (unit tests).
+class manual_clock final : public clock {
+public:
+  explicit manual_clock(micros start = 1'700'000'000'000'000) : now_(start) {}
+  micros now() const noexcept override { return now_.load(); }
+  void advance(micros delta) noexcept { now_ += delta; }
+  void set(micros t) noexcept { now_ = t; }
+
+private:
+  std::atomic<micros> now_;
+};
+
+/// "2026-11-21T01:02:03.456789Z" (RFC 3339, UTC).
+std::string format_rfc3339(micros t);
+
+} // namespace sessionhost

@@ -1,0 +1,83 @@
+#include "host/config.hpp"
+
+#include <stdexcept>
+
+#include <caf/config_option_adder.hpp>
+#include <caf/settings.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/types.hpp"
+#include "host/error.hpp"
+
+namespace sessionhost {
+
+namespace {
+
+std::chrono::milliseconds ms_or(const caf::actor_system_config& cfg,
+                                caf::string_view key,
+                                std::chrono::milliseconds fallback) {
+  auto ts = caf::get_or(cfg, key, caf::timespan{fallback});
+  return std::chrono::duration_cast<std::chrono::milliseconds>(ts);
+}
+
+} // namespace
+
+host_config host_config::from(const caf::actor_system_config& cfg) {
+  host_config out;
+  out.heartbeat_timeout = ms_or(cfg, "sessionhost.heartbeat-timeout",
+                                out.heartbeat_timeout);
+  out.reconnect_grace = ms_or(cfg, "sessionhost.reconnect-grace",
+                              out.reconnect_grace);
+  out.idle_timeout = ms_or(cfg, "sessionhost.idle-timeout", out.idle_timeout);
+  auto hb = caf::get_or(cfg, "sessionhost.heartbeat-policy",
+                        std::string{"reconnect-grace"});
+  if (hb == "reconnect-grace")
+    out.on_heartbeat_timeout = heartbeat_policy::reconnect_grace;
+  else if (hb == "terminate")
+    out.on_heartbeat_timeout = heartbeat_policy::terminate;
+  else
+    throw std::invalid_argument("sessionhost.heartbeat-policy must be "
+                                "reconnect-grace or terminate, not " + hb);
+  auto gp = caf::get_or(cfg, "sessionhost.grace-policy", std::string{"keep"});
+  if (gp == "keep")
+    out.on_grace_expired = grace_policy::keep;
+  else if (gp == "terminate")
+    out.on_grace_expired = grace_policy::terminate;
+  else
+    throw std::invalid_argument("sessionhost.grace-policy must be keep or "
+                                "terminate, not " + gp);
+  out.max_backlog = caf::get_or(cfg, "sessionhost.max-backlog", out.max_backlog);
+  out.subscriber_window = caf::get_or(cfg, "sessionhost.subscriber-window",
+                                      out.subscriber_window);
+  out.commit_batch_limit = caf::get_or(cfg, "sessionhost.commit-batch-limit",
+                                       out.commit_batch_limit);
+  out.log_level = caf::get_or(cfg, "sessionhost.log-level", out.log_level);
+  return out;
+}
+
+sessionhost_config::sessionhost_config() {
+  host_config d;
+  opt_group{custom_options_, "sessionhost"}
+    .add<caf::timespan>("heartbeat-timeout",
+                        "a peer silent this long has timed out (e.g. 30s)")
+    .add<std::string>("heartbeat-policy",
+                      "after a heartbeat timeout: reconnect-grace or terminate")
+    .add<caf::timespan>("reconnect-grace",
+                        "how long a lost peer may reconnect (e.g. 30s)")
+    .add<std::string>("grace-policy",
+                      "when the grace period ends: keep or terminate")
+    .add<caf::timespan>("idle-timeout",
+                        "unload a session idle this long (0s: never)")
+    .add<size_t>("max-backlog", "not-yet-durable events per session")
+    .add<size_t>("subscriber-window", "unconfirmed events per subscriber")
+    .add<size_t>("commit-batch-limit", "most events per store transaction")
+    .add<std::string>("log-level", "trace, debug, info, warn, error, off");
+  register_types(*this);
+  register_error_category(*this);
+}
+
+void apply_log_level(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+} // namespace sessionhost

@@ -1,0 +1,56 @@
+#pragma once
+// The host's tunables, read from CAF's own configuration system (config file
+// `caf-application.ini` or `--config-file`, and `--sessionhost.*` flags), so
+// there is no hand-written parser. Every key lives in group "sessionhost".
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+#include <caf/actor_system_config.hpp>
+
+namespace sessionhost {
+
+/// What follows a missed heartbeat (after heartbeat_timeout, session_close).
+enum class heartbeat_policy { reconnect_grace, terminate };
+
+/// What follows a reconnect grace period that ended without a reconnect.
+enum class grace_policy { keep, terminate };
+
+struct host_config {
+  /// A peer that sends nothing for this long has timed out.
+  std::chrono::milliseconds heartbeat_timeout{30'000};
+  heartbeat_policy on_heartbeat_timeout = heartbeat_policy::reconnect_grace;
+  /// How long a dropped or timed-out peer may come back as a reconnect.
+  std::chrono::milliseconds reconnect_grace{30'000};
+  grace_policy on_grace_expired = grace_policy::keep;
+  /// No subscribers, no peer, no activity for this long: unload. 0 = never.
+  std::chrono::milliseconds idle_timeout{300'000};
+  /// Not-yet-durable events a session may hold; past it publish fails with
+  /// `overloaded`.
+  size_t max_backlog = 4096;
+  /// Delivered but unconfirmed events per subscriber; past it the subscriber
+  /// is dropped (and told where to resume), so it never stalls the session.
+  size_t subscriber_window = 8192;
+  /// Most events the persistence listener writes in one transaction.
+  size_t commit_batch_limit = 16'384;
+  /// spdlog level: trace, debug, info, warn, error, off.
+  std::string log_level = "info";
+
+  /// Reads the `sessionhost.*` keys; missing keys keep the defaults above.
+  /// Unknown policy names throw std::invalid_argument.
+  static host_config from(const caf::actor_system_config& cfg);
+};
+
+/// A CAF config with the `sessionhost.*` options declared, our message types
+/// and our error category registered. Use it (or call `declare_options` and
+/// `register_types` on your own config) before starting an actor system.
+class sessionhost_config : public caf::actor_system_config {
+public:
+  sessionhost_config();
+};
+
+/// Applies `log_level` to spdlog's default logger.
+void apply_log_level(const std::string& level);
+
+} // namespace sessionhost

@@ -1,0 +1,131 @@
+#include "host/embedded_host.hpp"
+
+#include <chrono>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/client_hub.hpp"
+#include "actors/persistence_listener.hpp"
+#include "host/error.hpp"
+#include "host/session_host.hpp"
+#include "host/store/memory_store.hpp"
+
+namespace sessionhost {
+
+embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
+  : sys_(sys) {
+  store_ = opts.store ? opts.store : std::make_shared<memory_store>();
+  obs_ = std::make_shared<observability_hub>();
+  hooks_ = std::make_shared<hook_registry>();
+  persistence_ = spawn_persistence_listener(
+    sys, store_, obs_,
+    persistence_options{opts.config.commit_batch_limit,
+                        opts.detached_persistence});
+  auto svc = std::make_shared<session_services>();
+  svc->config = opts.config;
+  svc->clock = opts.clock ? opts.clock : std::make_shared<system_clock>();
+  svc->hooks = hooks_;
+  svc->obs = obs_;
+  svc->persistence = persistence_;
+  auto ids = opts.ids ? opts.ids : std::make_shared<uuid_generator>();
+  host_ = spawn_session_host(sys, host_args{svc, store_, ids});
+  hub_ = spawn_client_hub(sys, host_, client_hub_options{opts.client_window});
+}
+
+embedded_host::~embedded_host() {
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    spdlog::error("embedded_host: stop failed: {}", e.what());
+  }
+}
+
+hook_id embedded_host::register_on_session_open(hook_fn fn) {
+  return hooks_->add(hook_kind::session_open, "", std::move(fn));
+}
+
+hook_id embedded_host::register_on_session_close(hook_fn fn) {
+  return hooks_->add(hook_kind::session_close, "", std::move(fn));
+}
+
+hook_id embedded_host::register_on_heartbeat_timeout(hook_fn fn) {
+  return hooks_->add(hook_kind::heartbeat_timeout, "", std::move(fn));
+}
+
+hook_id embedded_host::add_session_hook(hook_kind kind,
+                                        const std::string& session_id,
+                                        hook_fn fn) {
+  // Added disabled; the session (or the host, if it is not loaded) enables
+  // it, so "fire at once if connected" happens exactly once.
+  auto id = hooks_->add(kind, session_id, std::move(fn), false);
+  caf::scoped_actor self{sys_};
+  caf::error failure;
+  self->request(host_, std::chrono::seconds(30), add_hook_atom::value,
+                session_id, id)
+    .receive([](bool) {}, [&](caf::error& err) { failure = err; });
+  if (failure) {
+    hooks_->remove(kind, id);
+    throw std::runtime_error("cannot register hook: " + message_of(failure));
+  }
+  return id;
+}
+
+hook_id embedded_host::register_on_session_open(const std::string& session_id,
+                                                hook_fn fn) {
+  return add_session_hook(hook_kind::session_open, session_id, std::move(fn));
+}
+
+hook_id embedded_host::register_on_session_close(const std::string& session_id,
+                                                 hook_fn fn) {
+  return add_session_hook(hook_kind::session_close, session_id, std::move(fn));
+}
+
+hook_id
+embedded_host::register_on_heartbeat_timeout(const std::string& session_id,
+                                             hook_fn fn) {
+  return add_session_hook(hook_kind::heartbeat_timeout, session_id,
+                          std::move(fn));
+}
+
+bool embedded_host::unregister_on_session_open(hook_id id) {
+  return hooks_->remove(hook_kind::session_open, id);
+}
+
+bool embedded_host::unregister_on_session_close(hook_id id) {
+  return hooks_->remove(hook_kind::session_close, id);
+}
+
+bool embedded_host::unregister_on_heartbeat_timeout(hook_id id) {
+  return hooks_->remove(hook_kind::heartbeat_timeout, id);
+}
+
+size_t embedded_host::clear_session_hooks(const std::string& session_id) {
+  return hooks_->clear(session_id);
+}
+
+void embedded_host::clear_session_hooks() {
+  hooks_->clear_all();
+}
+
+void embedded_host::stop() {
+  if (stopped_)
+    return;
+  stopped_ = true;
+  {
+    caf::scoped_actor self{sys_};
+    self->request(host_, std::chrono::seconds(60), shutdown_atom::value)
+      .receive([](uint64_t) {},
+               [](caf::error& err) {
+                 spdlog::error("embedded_host: shutdown: {}", message_of(err));
+               });
+  }
+  // The hub takes its linked broadcast listener along.
+  caf::anon_send_exit(hub_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(host_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(persistence_, caf::exit_reason::user_shutdown);
+}
+
+} // namespace sessionhost

@@ -1,0 +1,89 @@
+#pragma once
+// sessionhost inside a caller's own actor system: spawns the session host,
+// the persistence listener and the client hub (with its broadcast listener),
+// offers seed 000's hook calls, and stops them all without shutting the
+// caller's system down.
+//
+// The blocking helpers (register_on_session_open(id, …), stop) wait on a
+// scoped_actor and must not be called from inside an actor or a hook.
+
+#include <memory>
+
+#include <caf/fwd.hpp>
+
+#include "actors/actors.hpp"
+#include "actors/hooks.hpp"
+#include "actors/observability.hpp"
+#include "host/clock.hpp"
+#include "host/config.hpp"
+#include "host/id_generator.hpp"
+#include "host/store/session_store.hpp"
+
+namespace sessionhost {
+
+struct host_options {
+  host_config config;
+  store_ptr store;                    // default: a memory_store
+  std::shared_ptr<sessionhost::clock> clock; // default: the system clock
+  std::shared_ptr<id_generator> ids;  // default: UUIDv4
+  /// Persistence on its own thread (off for CAF's test_coordinator).
+  bool detached_persistence = true;
+  size_t client_window = 8192;
+};
+
+class embedded_host {
+public:
+  embedded_host(caf::actor_system& sys, host_options opts);
+  ~embedded_host();
+
+  embedded_host(const embedded_host&) = delete;
+  embedded_host& operator=(const embedded_host&) = delete;
+
+  // -- actors -------------------------------------------------------------
+  const session_host_actor& host() const noexcept { return host_; }
+  const client_hub_actor& hub() const noexcept { return hub_; }
+  const persistence_listener_actor& persistence() const noexcept {
+    return persistence_;
+  }
+  observability_hub& observability() noexcept { return *obs_; }
+  hook_registry& hooks() noexcept { return *hooks_; }
+  const store_ptr& store() const noexcept { return store_; }
+
+  // -- hooks (seed 000) ---------------------------------------------------
+  /// Host-wide hooks: every session, including ones loaded later.
+  hook_id register_on_session_open(hook_fn fn);
+  hook_id register_on_session_close(hook_fn fn);
+  hook_id register_on_heartbeat_timeout(hook_fn fn);
+  /// Hooks of one session; they survive unloading. An open-hook on a session
+  /// whose peer is connected fires at once. Blocks until registered.
+  hook_id register_on_session_open(const std::string& session_id, hook_fn fn);
+  hook_id register_on_session_close(const std::string& session_id, hook_fn fn);
+  hook_id register_on_heartbeat_timeout(const std::string& session_id,
+                                        hook_fn fn);
+  bool unregister_on_session_open(hook_id id);
+  bool unregister_on_session_close(hook_id id);
+  bool unregister_on_heartbeat_timeout(hook_id id);
+  /// Removes every hook of one session; returns how many.
+  size_t clear_session_hooks(const std::string& session_id);
+  /// Removes every hook.
+  void clear_session_hooks();
+
+  /// Unloads every session (flushed and durable), then stops the host's
+  /// actors. Idempotent; the destructor calls it.
+  void stop();
+
+private:
+  hook_id add_session_hook(hook_kind kind, const std::string& session_id,
+                           hook_fn fn);
+
+  caf::actor_system& sys_;
+  store_ptr store_;
+  std::shared_ptr<observability_hub> obs_;
+  std::shared_ptr<hook_registry> hooks_;
+  persistence_listener_actor persistence_;
+  session_host_actor host_;
+  client_hub_actor hub_;
+  bool stopped_ = false;
+};
+
+} // namespace sessionhost

@@ -1,0 +1,41 @@
+#pragma once
+// Session ids, injected (seed 001). Production ids are random UUIDv4 strings,
+// unique across nodes without coordination; tests use a sequence.
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sessionhost {
+
+/// Makes session ids. Implementations are thread-safe.
+class id_generator {
+public:
+  virtual ~id_generator();
+  virtual std::string next() = 0;
+};
+
+/// Random RFC 4122 version-4 UUIDs ("3f2b…-4…").
+class uuid_generator final : public id_generator {
+public:
+  std::string next() override;
+};
+
+/// "s-1", "s-2", … (unit tests).
+class sequential_id_generator final : public id_generator {
+public:
+  explicit sequential_id_generator(std::string prefix = "s-")
+    : prefix_(std::move(prefix)) {}
+  std::string next() override;
+
+private:
+  std::string prefix_;
+  std::atomic<uint64_t> counter_{0};
+};
+
+/// Whether `id` is acceptable as a session id: 1–128 characters from
+/// [A-Za-z0-9._:-]. Anything else is refused before it reaches a store.
+bool valid_session_id(std::string_view id) noexcept;
+
+} // namespace sessionhost

@@ -1,0 +1,74 @@
+#pragma once
+// What a session is at one moment: the answer to info(), and the snapshot a
+// store keeps so the session can be listed and loaded again without its actor.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/none.hpp>
+
+#include "host/clock.hpp"
+#include "host/lifecycle.hpp"
+
+namespace sessionhost {
+
+using metadata_map = std::map<std::string, std::string>;
+
+struct session_info {
+  std::string id;
+  std::string type;          // session type name ("echo", …)
+  std::string role;          // agent id; empty: none
+  metadata_map metadata;
+  session_state state = session_state::created;
+  micros created_at = 0;
+  micros updated_at = 0;
+  micros last_heartbeat = 0; // 0: never
+  uint64_t message_count = 0;
+  uint64_t reconnects = 0;
+  std::string peer;          // identity of the attached peer; empty: none
+  bool peer_connected = false;
+  uint64_t last_seq = 0;     // highest durable seq
+  uint64_t epoch = 0;        // activation epoch that wrote this
+  bool loaded = false;       // an actor holds it now (not stored)
+};
+
+bool operator==(const session_info& x, const session_info& y);
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_info& x) {
+  return f(caf::meta::type_name("sessionhost.session_info"), x.id, x.type,
+           x.role, x.metadata, x.state, x.created_at, x.updated_at,
+           x.last_heartbeat, x.message_count, x.reconnects, x.peer,
+           x.peer_connected, x.last_seq, x.epoch, x.loaded);
+}
+
+/// Which stored sessions to list or count; empty fields match everything.
+struct session_filter {
+  std::optional<session_state> state;
+  std::string role;
+  std::string type;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_filter& x) {
+  // CAF 0.17 cannot inspect std::optional: 0 = any state, 1 + state else.
+  uint8_t state = x.state ? static_cast<uint8_t>(*x.state) + 1 : 0;
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    if (state == 0)
+      x.state.reset();
+    else
+      x.state = static_cast<session_state>(state - 1);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("sessionhost.session_filter"), state, x.role,
+           x.type, load);
+}
+
+bool matches(const session_filter& filter, const session_info& info);
+
+} // namespace sessionhost

@@ -1,0 +1,209 @@
+#include "host/store/memory_store.hpp"
+
+#include <algorithm>
+#include <tuple>
+
+namespace sessionhost {
+
+session_store::~session_store() = default;
+
+bool operator==(const session_info& x, const session_info& y) {
+  auto tie = [](const session_info& i) {
+    return std::tie(i.id, i.type, i.role, i.metadata, i.state, i.created_at,
+                    i.updated_at, i.last_heartbeat, i.message_count,
+                    i.reconnects, i.peer, i.peer_connected, i.last_seq,
+                    i.epoch, i.loaded);
+  };
+  return tie(x) == tie(y);
+}
+
+bool matches(const session_filter& filter, const session_info& info) {
+  return (!filter.state || *filter.state == info.state)
+         && (filter.role.empty() || filter.role == info.role)
+         && (filter.type.empty() || filter.type == info.type);
+}
+
+namespace {
+
+using code = store_error::code;
+
+// Cursor: the (created_at, id) of the last entry of the previous page.
+std::string make_cursor(const session_info& i) {
+  return std::to_string(i.created_at) + ":" + i.id;
+}
+
+bool after_cursor(const session_info& i, const std::string& cursor) {
+  if (cursor.empty())
+    return true;
+  auto colon = cursor.find(':');
+  if (colon == std::string::npos)
+    throw store_error(code::invalid_argument, "malformed cursor");
+  micros ts = 0;
+  try {
+    ts = std::stoll(cursor.substr(0, colon));
+  } catch (const std::exception&) {
+    throw store_error(code::invalid_argument, "malformed cursor");
+  }
+  auto id = cursor.substr(colon + 1);
+  return std::tie(i.created_at, i.id) > std::tie(ts, id);
+}
+
+} // namespace
+
+void memory_store::fail_writes(bool on) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  fail_writes_ = on;
+}
+
+session_info memory_store::view(const record& r) const {
+  auto out = r.snapshot;
+  out.last_seq = r.last_seq;
+  out.epoch = r.epoch;
+  out.loaded = false;
+  return out;
+}
+
+bool memory_store::role_taken(const std::string& role,
+                              const std::string& except_id) const {
+  if (role.empty())
+    return false;
+  for (auto& [id, r] : sessions_)
+    if (id != except_id && r.snapshot.role == role
+        && r.snapshot.state != session_state::cleaned)
+      return true;
+  return false;
+}
+
+void memory_store::create(const session_info& info) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (fail_writes_)
+    throw store_error(code::io, "injected write failure");
+  if (sessions_.count(info.id))
+    throw store_error(code::conflict, "session " + info.id + " exists");
+  if (role_taken(info.role, info.id))
+    throw store_error(code::conflict, "role " + info.role + " is taken");
+  record r;
+  r.snapshot = info;
+  r.snapshot.last_seq = 0;
+  r.epoch = info.epoch;
+  sessions_.emplace(info.id, std::move(r));
+}
+
+void memory_store::append(const std::vector<append_batch>& batches) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (fail_writes_)
+    throw store_error(code::io, "injected write failure");
+  // Validate everything first: the batch is all or nothing. Several batches of
+  // one session may follow each other, so track the seq we would reach.
+  std::unordered_map<std::string, uint64_t> next_last;
+  for (auto& b : batches) {
+    auto i = sessions_.find(b.session_id);
+    if (i == sessions_.end())
+      throw store_error(code::not_found, "unknown session " + b.session_id);
+    if (b.epoch < i->second.epoch)
+      throw store_error(code::stale_epoch,
+                        "stale epoch " + std::to_string(b.epoch) + " < "
+                          + std::to_string(i->second.epoch) + " for "
+                          + b.session_id);
+    auto [it, fresh] = next_last.emplace(b.session_id, i->second.last_seq);
+    for (auto& e : b.events) {
+      if (e.seq != it->second + 1)
+        throw store_error(code::seq_gap,
+                          "seq " + std::to_string(e.seq) + " does not follow "
+                            + std::to_string(it->second) + " in "
+                            + b.session_id);
+      it->second = e.seq;
+    }
+    if (b.snapshot && role_taken(b.snapshot->role, b.session_id))
+      throw store_error(code::conflict, "role " + b.snapshot->role + " is taken");
+  }
+  for (auto& b : batches) {
+    auto& r = sessions_[b.session_id];
+    r.epoch = std::max(r.epoch, b.epoch);
+    for (auto& e : b.events) {
+      r.events.push_back(e);
+      r.last_seq = e.seq;
+    }
+    if (b.snapshot)
+      r.snapshot = *b.snapshot;
+  }
+}
+
+std::vector<event> memory_store::read_events(const std::string& id,
+                                             uint64_t after_seq, size_t limit) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<event> out;
+  auto i = sessions_.find(id);
+  if (i == sessions_.end())
+    return out;
+  auto& evs = i->second.events;
+  for (size_t k = after_seq; k < evs.size() && out.size() < limit; ++k)
+    out.push_back(evs[k]);
+  return out;
+}
+
+std::optional<session_info> memory_store::load(const std::string& id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = sessions_.find(id);
+  if (i == sessions_.end())
+    return std::nullopt;
+  return view(i->second);
+}
+
+uint64_t memory_store::activate(const std::string& id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (fail_writes_)
+    throw store_error(code::io, "injected write failure");
+  auto i = sessions_.find(id);
+  if (i == sessions_.end())
+    throw store_error(code::not_found, "unknown session " + id);
+  return ++i->second.epoch;
+}
+
+std::optional<std::string> memory_store::find_by_role(const std::string& role) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (role.empty())
+    return std::nullopt;
+  for (auto& [id, r] : sessions_)
+    if (r.snapshot.role == role && r.snapshot.state != session_state::cleaned)
+      return id;
+  return std::nullopt;
+}
+
+session_page memory_store::list(const session_filter& filter,
+                                const std::string& cursor, size_t limit) {
+  if (limit == 0)
+    throw store_error(code::invalid_argument, "limit must be at least 1");
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<session_info> all;
+  for (auto& [id, r] : sessions_)
+    if (matches(filter, r.snapshot) && after_cursor(r.snapshot, cursor))
+      all.push_back(view(r));
+  std::sort(all.begin(), all.end(), [](auto& x, auto& y) {
+    return std::tie(x.created_at, x.id) < std::tie(y.created_at, y.id);
+  });
+  session_page page;
+  if (all.size() > limit) {
+    all.resize(limit);
+    page.next_cursor = make_cursor(all.back());
+  }
+  page.sessions = std::move(all);
+  return page;
+}
+
+uint64_t memory_store::count(const session_filter& filter) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  uint64_t n = 0;
+  for (auto& [id, r] : sessions_)
+    n += matches(filter, r.snapshot) ? 1 : 0;
+  return n;
+}
+
+void memory_store::remove(const std::string& id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (fail_writes_)
+    throw store_error(code::io, "injected write failure");
+  sessions_.erase(id);
+}
+
+} // namespace sessionhost

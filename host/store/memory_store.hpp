@@ -1,0 +1,48 @@
+#pragma once
+// The in-memory session_store: the reference semantics for the conformance
+// suite and a fast, hermetic store for unit tests. Nothing survives the
+// process. Thread-safe (one mutex).
+
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "host/store/session_store.hpp"
+
+namespace sessionhost {
+
+class memory_store final : public session_store {
+public:
+  void create(const session_info& info) override;
+  void append(const std::vector<append_batch>& batches) override;
+  std::vector<event> read_events(const std::string& id, uint64_t after_seq,
+                                 size_t limit) override;
+  std::optional<session_info> load(const std::string& id) override;
+  uint64_t activate(const std::string& id) override;
+  std::optional<std::string> find_by_role(const std::string& role) override;
+  session_page list(const session_filter& filter, const std::string& cursor,
+                    size_t limit) override;
+  uint64_t count(const session_filter& filter) override;
+  void remove(const std::string& id) override;
+
+  /// Makes every following write throw `io` until called with false
+  /// (fault injection for the persistence tests).
+  void fail_writes(bool on);
+
+private:
+  struct record {
+    session_info snapshot;
+    uint64_t last_seq = 0;
+    uint64_t epoch = 0;
+    std::vector<event> events; // events[i].seq == i + 1
+  };
+
+  session_info view(const record& r) const;
+  bool role_taken(const std::string& role, const std::string& except_id) const;
+
+  std::mutex mtx_;
+  std::unordered_map<std::string, record> sessions_; // guarded by mtx_
+  bool fail_writes_ = false;                          // guarded by mtx_
+};
+
+} // namespace sessionhost

@@ -1,0 +1,110 @@
+#pragma once
+// Where sessions and their events are durable. One interface, three
+// implementations (memory for tests, SQLite by default, PostgreSQL for a
+// cluster), all held to the same conformance suite (tests/contract/).
+//
+// Thread safety: every method may be called from any thread at any time; the
+// persistence listener writes while the host reads.
+// Errors: every method throws `store_error`; a throwing call changed nothing.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "host/event.hpp"
+#include "host/session_info.hpp"
+
+namespace sessionhost {
+
+class store_error : public std::runtime_error {
+public:
+  enum class code {
+    stale_epoch,    // the writer's activation lost the session to a newer one
+    seq_gap,        // the first seq of a batch is not last stored seq + 1
+    conflict,       // the id exists, or the role is held by a live session
+    not_found,      // no such session
+    corrupt,        // stored bytes do not decode
+    not_a_database, // the file or schema is not a sessionhost store
+    io,             // the database failed (disk, connection, …)
+    invalid_argument, // a malformed cursor, a zero limit, …
+  };
+  store_error(code c, const std::string& what) : std::runtime_error(what), code_(c) {}
+  code error_code() const noexcept { return code_; }
+
+private:
+  code code_;
+};
+
+/// One session's share of a group commit.
+struct append_batch {
+  std::string session_id;
+  uint64_t epoch = 0;              // must be >= the session's stored epoch
+  std::vector<event> events;       // seqs continue the stored stream: last + 1, …
+  std::optional<session_info> snapshot; // replaces the snapshot, same transaction
+};
+
+/// One page of `list`.
+struct session_page {
+  std::vector<session_info> sessions;
+  std::string next_cursor; // empty on the last page
+};
+
+class session_store {
+public:
+  virtual ~session_store();
+
+  /// Stores a new session from its first snapshot (`last_seq` 0, `epoch` as
+  /// given). Throws `conflict` when the id exists, or when `role` is non-empty
+  /// and another session with that role is not CLEANED.
+  virtual void create(const session_info& info) = 0;
+
+  /// Writes every batch in one transaction: all of them or none. Throws
+  /// `not_found`, `stale_epoch` (epoch below the stored one) or `seq_gap`
+  /// (events not exactly last_seq + 1, last_seq + 2, …) and then writes none.
+  /// A snapshot's role must stay unique among live sessions (`conflict`).
+  virtual void append(const std::vector<append_batch>& batches) = 0;
+
+  /// Events with seq > after_seq, ascending, at most `limit`.
+  virtual std::vector<event> read_events(const std::string& id,
+                                         uint64_t after_seq, size_t limit) = 0;
+
+  /// The stored snapshot with `last_seq` set to the highest stored event seq
+  /// and `epoch` to the current epoch, or nothing for an unknown id. Throws
+  /// `corrupt` when the stored snapshot does not decode.
+  virtual std::optional<session_info> load(const std::string& id) = 0;
+
+  /// Claims the session for a new activation: stores and returns epoch + 1.
+  /// Writes carrying an older epoch are refused from then on (fencing).
+  virtual uint64_t activate(const std::string& id) = 0;
+
+  /// The id of the session holding `role` that is not CLEANED, if any.
+  virtual std::optional<std::string> find_by_role(const std::string& role) = 0;
+
+  /// Stored sessions matching `filter`, ordered by (created_at, id), at most
+  /// `limit` (>= 1, else `invalid_argument`) per page; pass the previous page's `next_cursor` to go on.
+  virtual session_page list(const session_filter& filter,
+                            const std::string& cursor, size_t limit) = 0;
+
+  /// How many stored sessions match `filter`.
+  virtual uint64_t count(const session_filter& filter) = 0;
+
+  /// Deletes the session and its events (no-op for an unknown id).
+  virtual void remove(const std::string& id) = 0;
+};
+
+using store_ptr = std::shared_ptr<session_store>;
+
+} // namespace sessionhost
+
+namespace sessionhost {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_page& x) {
+  return f(caf::meta::type_name("sessionhost.session_page"), x.sessions,
+           x.next_cursor);
+}
+
+} // namespace sessionhost
