@@ -76,10 +76,11 @@ hook_registry::collect(hook_kind kind, const std::string& session_id) const {
   return out;
 }
 
-std::shared_ptr<const hook_fn> hook_registry::get(hook_id id) const {
+std::shared_ptr<const hook_fn> hook_registry::get(hook_kind kind,
+                                                  hook_id id) const {
   std::lock_guard<std::mutex> guard{mtx_};
   for (auto& e : entries_)
-    if (e.id == id && e.enabled)
+    if (e.id == id && e.kind == kind && e.enabled)
       return e.fn;
   return nullptr;
 }

@@ -74,8 +74,8 @@ public:
   std::vector<std::shared_ptr<const hook_fn>>
   collect(hook_kind kind, const std::string& session_id) const;
 
-  /// One hook by id if enabled (to fire a freshly registered open-hook).
-  std::shared_ptr<const hook_fn> get(hook_id id) const;
+  /// One enabled hook of that kind by id (to fire a fresh open-hook).
+  std::shared_ptr<const hook_fn> get(hook_kind kind, hook_id id) const;
 
   size_t size() const;
 

@@ -642,7 +642,7 @@ session_actor::behavior_type session_behavior(self_pointer self,
         return false;
       // Smart hook (seed 000): an open-hook on a connected session fires now.
       if (st.info.peer_connected && !st.emitting) {
-        if (auto fn = st.svc->hooks->get(id)) {
+        if (auto fn = st.svc->hooks->get(hook_kind::session_open, id)) {
           metadata_map md{{"peer", st.info.peer}};
           st.emitting = true;
           st.call_hook(*fn, hook_event{st.info.id, hook_kind::session_open, md,

@@ -287,8 +287,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       auto& st = self->state;
       if (!valid_session_id(id))
         return make_error(errc::not_found, "malformed session id");
-      auto rp = self->make_response_promise<session_info>();
-      if (!st.loaded.count(id)) {
+      if (!st.loaded.count(id) && !st.unloading.count(id)) {
         // Not loaded: unloading is done already; report what is stored.
         try {
           auto snap = st.args.store->load(id);
@@ -298,6 +297,22 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
         } catch (const store_error& e) {
           return from_store(e);
         }
+      }
+      auto rp = self->make_response_promise<session_info>();
+      if (st.unloading.count(id)) {
+        // Already on its way out: answer with what the store then holds.
+        st.unloading[id].push_back([self, id, rp]() mutable {
+          try {
+            auto snap = self->state.args.store->load(id);
+            if (snap)
+              rp.deliver(*snap);
+            else
+              rp.deliver(make_error(errc::not_found, "no session " + id));
+          } catch (const store_error& e) {
+            rp.deliver(from_store(e));
+          }
+        });
+        return rp;
       }
       unload(self, id, [rp](caf::expected<session_info> x) mutable {
         if (x)

@@ -1,0 +1,302 @@
+// The session host's operations end to end on a real scheduler: create,
+// locate, load/unload on demand, list/count, terminate, passivation, hooks
+// that survive passivation, shutdown and a restart on the same store.
+#include "real_system.hpp"
+
+#include "test_support.hpp"
+
+using namespace sessionhost;
+using namespace std::chrono_literals;
+
+namespace {
+
+class host_test : public test::real_system {
+protected:
+  host_test() { start(); }
+
+  session_info info_of(const std::string& id) {
+    auto i = call<session_info>(session(id), info_atom::value);
+    EXPECT_TRUE(i);
+    return i ? *i : session_info{};
+  }
+
+  bool loaded(const std::string& id) {
+    return call<bool>(host->host(), is_loaded_atom::value, id).value_or(false);
+  }
+
+  session_page list(session_filter f, uint64_t limit = 100,
+                    std::string cursor = "") {
+    auto p = call<session_page>(host->host(), list_atom::value, f, cursor, limit);
+    EXPECT_TRUE(p);
+    return p ? *p : session_page{};
+  }
+};
+
+} // namespace
+
+TEST_F(host_test, create_then_locate_by_id_and_role) {
+  auto created = create("echo", "auth", {{"user", "ada"}});
+  ASSERT_TRUE(created) << message_of(created.error());
+  EXPECT_EQ(created->state, session_state::created);
+  EXPECT_TRUE(created->loaded);
+  EXPECT_EQ(created->metadata.at("user"), "ada");
+  EXPECT_EQ(info_of(created->id).role, "auth");
+  auto by_role = call<session_actor>(host->host(), get_by_role_atom::value, "auth");
+  ASSERT_TRUE(by_role);
+  EXPECT_EQ(*by_role, session(created->id));
+  auto ids = call<std::vector<std::string>>(host->host(), loaded_ids_atom::value);
+  EXPECT_EQ(*ids, std::vector<std::string>{created->id});
+  EXPECT_EQ(store->load(created->id)->type, "echo");
+}
+
+TEST_F(host_test, a_role_is_held_until_its_session_is_cleaned) {
+  auto first = create("echo", "auth");
+  ASSERT_TRUE(first);
+  auto dup = create("echo", "auth");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(code_of(dup.error()), errc::conflict);
+  // Unloaded, it still holds the role.
+  ASSERT_TRUE(call<session_info>(host->host(), unload_atom::value, first->id));
+  EXPECT_EQ(code_of(create("echo", "auth").error()), errc::conflict);
+  EXPECT_EQ(call<uint64_t>(host->host(), count_atom::value, session_filter{}).value_or(0), 1u);
+  auto done = call<session_info>(host->host(), terminate_atom::value, first->id,
+                                 std::string{"finished"});
+  ASSERT_TRUE(done) << message_of(done.error());
+  EXPECT_EQ(done->state, session_state::cleaned);
+  EXPECT_TRUE(create("echo", "auth"));
+}
+
+TEST_F(host_test, unknown_and_malformed_ids_are_not_found_and_change_nothing) {
+  ASSERT_TRUE(create("echo"));
+  for (std::string id : std::vector<std::string>{"nope", "bad id with spaces", "",
+                                                std::string(200, 'x'),
+                                                "../../etc/passwd"}) {
+    EXPECT_EQ(code_of(call<session_actor>(host->host(), get_session_atom::value, id).error()),
+              errc::not_found) << id;
+    EXPECT_EQ(code_of(call<session_info>(host->host(), load_atom::value, id).error()),
+              errc::not_found) << id;
+    EXPECT_EQ(code_of(call<session_info>(host->host(), unload_atom::value, id).error()),
+              errc::not_found) << id;
+    EXPECT_EQ(code_of(call<session_info>(host->host(), terminate_atom::value, id,
+                                         std::string{"x"}).error()),
+              errc::not_found) << id;
+  }
+  EXPECT_EQ(code_of(call<session_actor>(host->host(), get_by_role_atom::value,
+                                        "nobody").error()),
+            errc::not_found);
+  EXPECT_EQ(call<uint64_t>(host->host(), count_atom::value, session_filter{}).value_or(0), 1u);
+}
+
+TEST_F(host_test, bad_create_input_is_refused) {
+  EXPECT_EQ(code_of(create("").error()), errc::bad_request);
+  EXPECT_EQ(code_of(create("has space").error()), errc::bad_request);
+  EXPECT_EQ(code_of(create("echo", "bad role!").error()), errc::bad_request);
+  metadata_map big;
+  for (int i = 0; i < 65; ++i)
+    big["k" + std::to_string(i)] = "v";
+  EXPECT_EQ(code_of(create("echo", "", big).error()), errc::bad_request);
+  EXPECT_EQ(code_of(create("echo", "", {{"", "v"}}).error()), errc::bad_request);
+  EXPECT_EQ(call<uint64_t>(host->host(), count_atom::value, session_filter{}).value_or(9), 0u);
+}
+
+TEST_F(host_test, unload_then_any_operation_loads_it_again_exactly) {
+  auto c = create("echo", "r1", {{"k", "v"}});
+  auto s = session(c->id);
+  ASSERT_TRUE(call<session_info>(s, begin_spawn_atom::value));
+  ASSERT_TRUE(call<session_info>(s, activate_atom::value, "agent"));
+  ASSERT_TRUE(call<uint64_t>(s, message_atom::value, "{}"));
+  ASSERT_TRUE(call<uint64_t>(s, message_atom::value, "{}"));
+  auto before = info_of(c->id);
+  auto unloaded = call<session_info>(host->host(), unload_atom::value, c->id);
+  ASSERT_TRUE(unloaded);
+  EXPECT_FALSE(unloaded->loaded);
+  EXPECT_FALSE(loaded(c->id));
+  // Activation on demand: get_session loads it.
+  auto after = info_of(c->id);
+  EXPECT_TRUE(loaded(c->id));
+  EXPECT_EQ(after.state, session_state::active);
+  EXPECT_EQ(after.message_count, 2u);
+  EXPECT_EQ(after.metadata, before.metadata);
+  EXPECT_EQ(after.last_seq, before.last_seq);
+  EXPECT_EQ(after.created_at, before.created_at);
+  EXPECT_EQ(after.epoch, before.epoch + 1) << "a new activation";
+  // load is for warming: on a loaded session it reports it.
+  EXPECT_EQ(call<session_info>(host->host(), load_atom::value, c->id)->last_seq,
+            before.last_seq);
+}
+
+TEST_F(host_test, list_and_count_cover_loaded_and_unloaded_sessions) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(create("echo", "role-" + std::to_string(i))->id);
+  for (int i = 0; i < 2; ++i) {
+    auto s = session(ids[i]);
+    call<session_info>(s, begin_spawn_atom::value);
+    call<session_info>(s, activate_atom::value, "");
+  }
+  call<session_info>(host->host(), unload_atom::value, ids[0]);
+  auto active = list(session_filter{session_state::active, "", ""});
+  ASSERT_EQ(active.sessions.size(), 2u);
+  EXPECT_EQ(active.next_cursor, "");
+  for (auto& s : active.sessions)
+    EXPECT_EQ(s.loaded, s.id != ids[0]) << s.id;
+  EXPECT_EQ(list(session_filter{std::nullopt, "role-3", ""}).sessions.at(0).id, ids[3]);
+  EXPECT_EQ(call<uint64_t>(host->host(), count_atom::value,
+                           session_filter{session_state::created, "", ""}).value_or(0), 3u);
+  // Pages of two, in creation order, nothing lost or repeated.
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int page = 0; page < 5; ++page) {
+    auto p = list(session_filter{}, 2, cursor);
+    for (auto& s : p.sessions)
+      seen.push_back(s.id);
+    cursor = p.next_cursor;
+    if (cursor.empty())
+      break;
+  }
+  EXPECT_EQ(seen, ids);
+  EXPECT_EQ(code_of(call<session_page>(host->host(), list_atom::value,
+                                       session_filter{}, std::string{"junk"},
+                                       uint64_t{2}).error()),
+            errc::bad_request);
+  EXPECT_EQ(code_of(call<session_page>(host->host(), list_atom::value,
+                                       session_filter{}, std::string{},
+                                       uint64_t{0}).error()),
+            errc::bad_request);
+}
+
+TEST_F(host_test, operations_on_a_cleaned_session_are_refused) {
+  auto c = create("echo", "r");
+  auto done = call<session_info>(host->host(), terminate_atom::value, c->id,
+                                 std::string{"bye"});
+  ASSERT_TRUE(done);
+  auto s = session(c->id);
+  EXPECT_EQ(code_of(call<uint64_t>(s, publish_atom::value, "log", "{}").error()),
+            errc::conflict);
+  EXPECT_EQ(code_of(call<session_info>(host->host(), terminate_atom::value,
+                                       c->id, std::string{"again"}).error()),
+            errc::invalid_transition);
+  EXPECT_EQ(info_of(c->id).state, session_state::cleaned);
+}
+
+TEST_F(host_test, peers_are_located_by_identity_and_stay_independent) {
+  auto a = create("echo")->id;
+  auto b = create("echo")->id;
+  auto c = create("echo")->id;
+  call<session_info>(session(a), attach_atom::value, "device-1", caf::actor{});
+  call<session_info>(session(b), attach_atom::value, "device-1", caf::actor{});
+  call<session_info>(session(c), attach_atom::value, "device-2", caf::actor{});
+  auto found = [&](const std::string& peer) {
+    auto ids = call<std::vector<std::string>>(host->host(), find_by_peer_atom::value, peer)
+                 .value_or(std::vector<std::string>{});
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  std::vector<std::string> both{a, b};
+  std::sort(both.begin(), both.end());
+  EXPECT_TRUE(eventually([&] { return found("device-1") == both; }));
+  call<session_info>(session(a), detach_atom::value, "manual");
+  EXPECT_TRUE(info_of(b).peer_connected);
+  EXPECT_TRUE(info_of(c).peer_connected);
+  EXPECT_FALSE(info_of(a).peer_connected);
+}
+
+TEST_F(host_test, shutdown_ends_every_session_and_a_restart_finds_them) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto id = create("echo", "r" + std::to_string(i))->id;
+    ids.push_back(id);
+    auto s = session(id);
+    call<session_info>(s, attach_atom::value, "peer-" + std::to_string(i), caf::actor{});
+    call<uint64_t>(s, message_atom::value, "{}");
+  }
+  std::vector<std::string> closed;
+  std::mutex mtx;
+  host->register_on_session_close([&](const hook_event& ev) {
+    std::lock_guard<std::mutex> guard{mtx};
+    closed.push_back(ev.session_id);
+  });
+  auto n = call<uint64_t>(host->host(), shutdown_atom::value);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(closed.size(), 3u) << "every peer told, no per-peer calls";
+  EXPECT_TRUE(call<std::vector<std::string>>(host->host(), loaded_ids_atom::value)->empty());
+  EXPECT_FALSE(call<bool>(host->host(), healthy_atom::value).value_or(true));
+  EXPECT_EQ(code_of(create("echo").error()), errc::unavailable);
+  // A new host on the same store: the "process restart".
+  host.reset();
+  start();
+  EXPECT_TRUE(call<bool>(host->host(), healthy_atom::value).value_or(false));
+  auto all = list(session_filter{});
+  ASSERT_EQ(all.sessions.size(), 3u);
+  for (auto& s : all.sessions)
+    EXPECT_FALSE(s.loaded);
+  auto info = info_of(ids[1]);
+  EXPECT_EQ(info.message_count, 1u);
+  EXPECT_EQ(info.peer, "peer-1");
+  EXPECT_FALSE(info.peer_connected);
+  EXPECT_EQ(store->read_events(ids[1], 0, 100).back().type, "session_close");
+}
+
+TEST(host_passivation, idle_sessions_unload_and_busy_ones_stay) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  host_options opts;
+  opts.config.idle_timeout = 200ms;
+  embedded_host host{sys, opts};
+  auto make = [&] {
+    session_info out;
+    self->request(host.host(), 10s, create_atom::value, std::string{"echo"},
+                  std::string{}, metadata_map{})
+      .receive([&](session_info& i) { out = i; }, [](caf::error&) {});
+    return out.id;
+  };
+  auto is_loaded = [&](const std::string& id) {
+    bool out = false;
+    self->request(host.host(), 10s, is_loaded_atom::value, id)
+      .receive([&](bool b) { out = b; }, [](caf::error&) {});
+    return out;
+  };
+  auto idle = make();
+  auto watched = make();
+  auto rec = std::make_shared<test::recording>();
+  auto sub = sys.spawn(test::recorder, rec, false);
+  session_actor s;
+  self->request(host.host(), 10s, get_session_atom::value, watched)
+    .receive([&](session_actor& h) { s = h; }, [](caf::error&) {});
+  self->request(s, 10s, subscribe_atom::value, sub)
+    .receive([](uint64_t) {}, [](caf::error&) {});
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (is_loaded(idle) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(is_loaded(idle)) << "an idle session is passivated";
+  EXPECT_TRUE(is_loaded(watched)) << "a session with a subscriber is not";
+  // Any operation brings the passivated one back.
+  session_actor again;
+  self->request(host.host(), 10s, get_session_atom::value, idle)
+    .receive([&](session_actor& h) { again = h; }, [](caf::error&) {});
+  EXPECT_TRUE(again);
+  caf::anon_send_exit(sub, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(host_test, per_session_hooks_survive_passivation) {
+  auto id = create("echo")->id;
+  std::atomic<int> opened{0};
+  host->register_on_session_open(id, [&](const hook_event&) { ++opened; });
+  ASSERT_TRUE(call<session_info>(host->host(), unload_atom::value, id));
+  // Registered while unloaded: kept by the host, attached on load.
+  std::atomic<int> closed{0};
+  host->register_on_session_close(id, [&](const hook_event&) { ++closed; });
+  auto s = session(id);
+  ASSERT_TRUE(call<session_info>(s, attach_atom::value, "p", caf::actor{}));
+  ASSERT_TRUE(call<session_info>(s, detach_atom::value, "manual"));
+  EXPECT_EQ(opened.load(), 1);
+  EXPECT_EQ(closed.load(), 1);
+  // Smart hook through the host: fires at once on a connected session.
+  ASSERT_TRUE(call<session_info>(s, attach_atom::value, "p", caf::actor{}));
+  std::atomic<int> late{0};
+  host->register_on_session_open(id, [&](const hook_event&) { ++late; });
+  EXPECT_EQ(late.load(), 1);
+  EXPECT_EQ(host->clear_session_hooks(id), 3u);
+}
