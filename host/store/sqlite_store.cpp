@@ -1,0 +1,736 @@
+#include "host/store/sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <unordered_map>
+
+#include "host/store/codec.hpp"
+#include "host/store/list_cursor.hpp"
+
+namespace sessionhost {
+
+namespace {
+
+using code = store_error::code;
+
+// --- a thin RAII layer over the SQLite C API --------------------------------
+
+[[noreturn]] void fail(sqlite3* db, int rc, const std::string& what) {
+  auto c = code::io;
+  switch (rc & 0xFF) {
+    case SQLITE_CONSTRAINT: c = code::conflict; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: c = code::corrupt; break;
+    default: break;
+  }
+  std::string detail = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  throw store_error(c, "sqlite: " + what + ": " + detail);
+}
+
+/// One connection; closed on destruction.
+class connection {
+public:
+  connection(const std::string& path, int flags) {
+    // NOMUTEX: the store serializes access to each connection itself.
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      sqlite3_close_v2(db_);
+      db_ = nullptr;
+      throw store_error(code::io, "sqlite: cannot open " + path + ": " + msg);
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    // Another process (or our other connection) may hold the write lock for
+    // a moment; wait rather than fail.
+    sqlite3_busy_timeout(db_, 10'000);
+  }
+
+  ~connection() { sqlite3_close_v2(db_); }
+
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  sqlite3* get() const noexcept { return db_; }
+
+  void exec(const char* sql) {
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK)
+      fail(db_, rc, sql);
+  }
+
+private:
+  sqlite3* db_ = nullptr;
+};
+
+/// One prepared statement. `run` resets it when a use ends, also on
+/// exceptions, so a statement never keeps a read transaction open.
+class statement {
+public:
+  statement(sqlite3* db, const std::string& sql) : db_(db) {
+    int rc = sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()),
+                                SQLITE_PREPARE_PERSISTENT, &st_, nullptr);
+    if (rc != SQLITE_OK)
+      fail(db, rc, "prepare " + sql);
+  }
+
+  ~statement() { sqlite3_finalize(st_); }
+
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  statement& bind(int i, int64_t v) {
+    check(sqlite3_bind_int64(st_, i, v));
+    return *this;
+  }
+
+  statement& bind(int i, uint64_t v) { return bind(i, static_cast<int64_t>(v)); }
+
+  statement& bind(int i, const std::string& v) {
+    check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()),
+                            SQLITE_TRANSIENT));
+    return *this;
+  }
+
+  statement& bind(int i, const char* v) { return bind(i, std::string{v}); }
+
+  statement& bind_blob(int i, const std::string& v) {
+    check(sqlite3_bind_blob(st_, i, v.data(), static_cast<int>(v.size()),
+                            SQLITE_TRANSIENT));
+    return *this;
+  }
+
+  /// True while there is a row.
+  bool step() {
+    int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW)
+      return true;
+    if (rc == SQLITE_DONE)
+      return false;
+    fail(db_, rc, "step");
+  }
+
+  void reset() noexcept {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+
+  int64_t int64(int col) const { return sqlite3_column_int64(st_, col); }
+
+  std::string text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
+    return p != nullptr
+             ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, col)))
+             : std::string{};
+  }
+
+  std::string_view blob(int col) const {
+    auto p = static_cast<const char*>(sqlite3_column_blob(st_, col));
+    auto n = static_cast<size_t>(sqlite3_column_bytes(st_, col));
+    return p != nullptr ? std::string_view(p, n) : std::string_view{};
+  }
+
+private:
+  void check(int rc) {
+    if (rc != SQLITE_OK)
+      fail(db_, rc, "bind");
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+/// Resets a statement at the end of a scope.
+class use {
+public:
+  explicit use(statement& st) : st_(st) {}
+  ~use() { st_.reset(); }
+  statement* operator->() { return &st_; }
+
+private:
+  statement& st_;
+};
+
+/// BEGIN IMMEDIATE … COMMIT, rolled back unless committed. IMMEDIATE takes
+/// the write lock up front so checks and writes see the same state.
+class write_transaction {
+public:
+  explicit write_transaction(connection& c) : c_(c) { c_.exec("BEGIN IMMEDIATE"); }
+  ~write_transaction() {
+    if (!done_)
+      sqlite3_exec(c_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    c_.exec("COMMIT");
+    done_ = true;
+  }
+
+private:
+  connection& c_;
+  bool done_ = false;
+};
+
+int64_t query_int(connection& c, const char* sql) {
+  statement st{c.get(), sql};
+  use u{st};
+  return u->step() ? u->int64(0) : 0;
+}
+
+// --- schema -----------------------------------------------------------------
+
+// Version 1: sessions with their summary columns and snapshot, events keyed
+// by (session_id, seq). Events are a WITHOUT ROWID table clustered on the key,
+// so reading a session's tail is one range scan.
+constexpr const char* schema_v1 = R"sql(
+CREATE TABLE sessions (
+  id         TEXT PRIMARY KEY NOT NULL,
+  role       TEXT NOT NULL DEFAULT '',
+  state      TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_seq   INTEGER NOT NULL DEFAULT 0,
+  epoch      INTEGER NOT NULL DEFAULT 0,
+  snapshot   BLOB NOT NULL
+);
+CREATE INDEX sessions_by_created ON sessions (created_at, id);
+CREATE UNIQUE INDEX sessions_live_role ON sessions (role)
+  WHERE role <> '' AND state <> 'CLEANED';
+CREATE TABLE events (
+  session_id TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  envelope   BLOB NOT NULL,
+  PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+)sql";
+
+// Version 2: the session type becomes a column so filtering by type is an
+// indexed query instead of decoding every snapshot.
+void migrate_1_to_2(connection& c) {
+  c.exec("ALTER TABLE sessions ADD COLUMN type TEXT NOT NULL DEFAULT ''");
+  statement sel{c.get(), "SELECT id, snapshot FROM sessions"};
+  statement upd{c.get(), "UPDATE sessions SET type = ?2 WHERE id = ?1"};
+  use s{sel};
+  while (s->step()) {
+    try {
+      auto info = decode_snapshot(s->blob(1));
+      use u{upd};
+      u->bind(1, s->text(0)).bind(2, info.type);
+      u->step();
+    } catch (const store_error& e) {
+      // An undecodable snapshot must not make the whole file unopenable:
+      // its row keeps type '' and `load` reports it as corrupt.
+      if (e.error_code() != code::corrupt)
+        throw;
+    }
+  }
+  c.exec("CREATE INDEX sessions_by_type ON sessions (type)");
+}
+
+void check_header(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT)
+      return; // created below
+    throw store_error(code::io, "cannot stat " + path + ": " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode))
+    throw store_error(code::not_a_database, path + " is not a regular file");
+  if (st.st_size == 0)
+    return; // an empty file is a fresh database to SQLite
+  // Reject files that are not SQLite at all without letting SQLite touch them.
+  char magic[16] = {};
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw store_error(code::io, "cannot open " + path + ": " + std::strerror(errno));
+  auto n = ::read(fd, magic, sizeof(magic));
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof(magic))
+      || std::memcmp(magic, "SQLite format 3", 16) != 0)
+    throw store_error(code::not_a_database, path + " is not a sessionhost database");
+}
+
+/// Throws `not_a_database` unless `c` is a sessionhost database this binary
+/// can open, or an empty one. Only reads. Returns the stored schema version
+/// (0 for an empty database).
+int check_identity(connection& c, const std::string& path) {
+  try {
+    auto app = query_int(c, "PRAGMA application_id");
+    auto version = query_int(c, "PRAGMA user_version");
+    auto objects = query_int(c, "SELECT count(*) FROM sqlite_schema");
+    if (app == 0 && objects == 0)
+      return 0;
+    if (app != sqlite_store::application_id)
+      throw store_error(code::not_a_database,
+                        path + " is not a sessionhost database");
+    if (version < 1 || version > sqlite_store::schema_version)
+      throw store_error(code::not_a_database,
+                        path + " has schema version " + std::to_string(version)
+                          + "; this binary reads 1 to "
+                          + std::to_string(sqlite_store::schema_version));
+    return static_cast<int>(version);
+  } catch (const store_error& e) {
+    if (e.error_code() == code::corrupt)
+      throw store_error(code::not_a_database,
+                        path + " is not a sessionhost database: " + e.what());
+    throw;
+  }
+}
+
+void migrate(connection& c, const std::string& path) {
+  write_transaction tx{c};
+  // Checked again under the write lock: another process may have created or
+  // migrated the file since we looked.
+  int version = check_identity(c, path);
+  if (version == sqlite_store::schema_version)
+    return; // rolled back: nothing to do
+  if (version < 1)
+    c.exec(schema_v1);
+  if (version < 2)
+    migrate_1_to_2(c);
+  c.exec(("PRAGMA application_id = " + std::to_string(sqlite_store::application_id))
+           .c_str());
+  c.exec(("PRAGMA user_version = " + std::to_string(sqlite_store::schema_version))
+           .c_str());
+  tx.commit();
+}
+
+int64_t to_db(uint64_t x) {
+  // seq and epoch are far below 2^63 in practice; refuse rather than wrap.
+  if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    throw store_error(code::invalid_argument, "value out of range");
+  return static_cast<int64_t>(x);
+}
+
+void fsync_dir_of(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  auto dir = slash == std::string::npos ? std::string{"."}
+                                        : (slash == 0 ? std::string{"/"}
+                                                      : path.substr(0, slash));
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+} // namespace
+
+// --- the store ----------------------------------------------------------------
+
+struct sqlite_store::impl {
+  std::string path;
+
+  std::mutex write_mtx;
+  std::unique_ptr<connection> writer; // guarded by write_mtx
+  std::unique_ptr<statement> w_session, w_insert_event, w_update_tail,
+    w_update_snapshot, w_role_taken, w_insert_session, w_activate,
+    w_delete_events, w_delete_session;
+
+  std::mutex read_mtx;
+  std::unique_ptr<connection> reader; // guarded by read_mtx
+  std::unique_ptr<statement> r_load, r_events, r_role;
+
+  explicit impl(const std::string& p) : path(p) {
+    check_header(path);
+    writer = std::make_unique<connection>(
+      path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    // Look before writing anything: a foreign file must stay untouched.
+    check_identity(*writer, path);
+    {
+      statement st{writer->get(), "PRAGMA journal_mode = WAL"};
+      use u{st};
+      if (!u->step() || u->text(0) != "wal")
+        throw store_error(code::io, "sqlite: cannot switch " + path + " to WAL");
+    }
+    // FULL: in WAL mode every commit syncs the log, so an acknowledged write
+    // survives power loss, not only a process crash.
+    writer->exec("PRAGMA synchronous = FULL");
+    migrate(*writer, path);
+    auto w = writer->get();
+    w_session = std::make_unique<statement>(
+      w, "SELECT last_seq, epoch FROM sessions WHERE id = ?1");
+    w_insert_event = std::make_unique<statement>(
+      w, "INSERT INTO events (session_id, seq, envelope) VALUES (?1, ?2, ?3)");
+    w_update_tail = std::make_unique<statement>(
+      w, "UPDATE sessions SET last_seq = ?2, epoch = ?3 WHERE id = ?1");
+    w_update_snapshot = std::make_unique<statement>(
+      w, "UPDATE sessions SET last_seq = ?2, epoch = ?3, type = ?4, role = ?5,"
+         " state = ?6, created_at = ?7, snapshot = ?8 WHERE id = ?1");
+    w_role_taken = std::make_unique<statement>(
+      w, "SELECT 1 FROM sessions WHERE role = ?1 AND state <> 'CLEANED'"
+         " AND id <> ?2 LIMIT 1");
+    w_insert_session = std::make_unique<statement>(
+      w, "INSERT INTO sessions (id, type, role, state, created_at, last_seq,"
+         " epoch, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)");
+    w_activate = std::make_unique<statement>(
+      w, "UPDATE sessions SET epoch = epoch + 1 WHERE id = ?1 RETURNING epoch");
+    w_delete_events = std::make_unique<statement>(
+      w, "DELETE FROM events WHERE session_id = ?1");
+    w_delete_session = std::make_unique<statement>(
+      w, "DELETE FROM sessions WHERE id = ?1");
+
+    reader = std::make_unique<connection>(path, SQLITE_OPEN_READWRITE);
+    reader->exec("PRAGMA query_only = 1");
+    auto r = reader->get();
+    r_load = std::make_unique<statement>(
+      r, "SELECT last_seq, epoch, snapshot FROM sessions WHERE id = ?1");
+    r_events = std::make_unique<statement>(
+      r, "SELECT envelope FROM events WHERE session_id = ?1 AND seq > ?2"
+         " ORDER BY seq LIMIT ?3");
+    r_role = std::make_unique<statement>(
+      r, "SELECT id FROM sessions WHERE role = ?1 AND state <> 'CLEANED'"
+         " ORDER BY id LIMIT 1");
+  }
+
+  ~impl() {
+    // Statements before their connections.
+    w_session.reset();
+    w_insert_event.reset();
+    w_update_tail.reset();
+    w_update_snapshot.reset();
+    w_role_taken.reset();
+    w_insert_session.reset();
+    w_activate.reset();
+    w_delete_events.reset();
+    w_delete_session.reset();
+    r_load.reset();
+    r_events.reset();
+    r_role.reset();
+  }
+
+  bool role_taken(const std::string& role, const std::string& except_id) {
+    if (role.empty())
+      return false;
+    use u{*w_role_taken};
+    u->bind(1, role).bind(2, except_id);
+    return u->step();
+  }
+};
+
+sqlite_store::sqlite_store(const std::string& path)
+  : impl_(std::make_unique<impl>(path)) {
+}
+
+sqlite_store::~sqlite_store() = default;
+
+const std::string& sqlite_store::path() const noexcept {
+  return impl_->path;
+}
+
+void sqlite_store::create(const session_info& info) {
+  auto snapshot = info;
+  snapshot.last_seq = 0;
+  snapshot.loaded = false;
+  auto blob = encode_snapshot(snapshot);
+  std::lock_guard<std::mutex> guard{impl_->write_mtx};
+  write_transaction tx{*impl_->writer};
+  {
+    use u{*impl_->w_session};
+    u->bind(1, info.id);
+    if (u->step())
+      throw store_error(code::conflict, "session " + info.id + " exists");
+  }
+  if (impl_->role_taken(info.role, info.id))
+    throw store_error(code::conflict, "role " + info.role + " is taken");
+  {
+    use u{*impl_->w_insert_session};
+    u->bind(1, info.id)
+      .bind(2, info.type)
+      .bind(3, info.role)
+      .bind(4, to_string(info.state))
+      .bind(5, static_cast<int64_t>(info.created_at))
+      .bind(6, to_db(info.epoch))
+      .bind_blob(7, blob);
+    u->step();
+  }
+  tx.commit();
+}
+
+void sqlite_store::append(const std::vector<append_batch>& batches) {
+  if (batches.empty())
+    return;
+  // Encode outside the lock: it is the CPU-heavy part and needs no database.
+  std::vector<std::vector<std::string>> envelopes(batches.size());
+  std::vector<std::string> snapshots(batches.size());
+  for (size_t i = 0; i < batches.size(); ++i) {
+    auto& b = batches[i];
+    envelopes[i].reserve(b.events.size());
+    for (auto& e : b.events)
+      envelopes[i].push_back(encode_event(e));
+    if (b.snapshot)
+      snapshots[i] = encode_snapshot(*b.snapshot);
+  }
+  struct tail {
+    uint64_t last_seq;
+    uint64_t epoch;
+    const append_batch* snapshot_from = nullptr; // last batch with a snapshot
+    size_t snapshot_index = 0;
+  };
+  std::lock_guard<std::mutex> guard{impl_->write_mtx};
+  write_transaction tx{*impl_->writer};
+  // Several batches may name one session: track where each would end.
+  std::unordered_map<std::string, tail> tails;
+  std::vector<std::string> order; // sessions in first-seen order
+  for (size_t i = 0; i < batches.size(); ++i) {
+    auto& b = batches[i];
+    auto it = tails.find(b.session_id);
+    if (it == tails.end()) {
+      use u{*impl_->w_session};
+      u->bind(1, b.session_id);
+      if (!u->step())
+        throw store_error(code::not_found, "unknown session " + b.session_id);
+      tail t{static_cast<uint64_t>(u->int64(0)), static_cast<uint64_t>(u->int64(1))};
+      it = tails.emplace(b.session_id, t).first;
+      order.push_back(b.session_id);
+    }
+    auto& t = it->second;
+    // Fencing is checked inside the write transaction, against the epoch a
+    // concurrent activate may just have committed.
+    if (b.epoch < t.epoch)
+      throw store_error(code::stale_epoch,
+                        "stale epoch " + std::to_string(b.epoch) + " < "
+                          + std::to_string(t.epoch) + " for " + b.session_id);
+    for (size_t k = 0; k < b.events.size(); ++k) {
+      auto& e = b.events[k];
+      if (e.seq != t.last_seq + 1)
+        throw store_error(code::seq_gap,
+                          "seq " + std::to_string(e.seq) + " does not follow "
+                            + std::to_string(t.last_seq) + " in " + b.session_id);
+      use u{*impl_->w_insert_event};
+      u->bind(1, b.session_id).bind(2, to_db(e.seq)).bind_blob(3, envelopes[i][k]);
+      u->step();
+      t.last_seq = e.seq;
+    }
+    if (b.snapshot) {
+      if (impl_->role_taken(b.snapshot->role, b.session_id))
+        throw store_error(code::conflict, "role " + b.snapshot->role + " is taken");
+      t.snapshot_from = &b;
+      t.snapshot_index = i;
+    }
+    t.epoch = std::max(t.epoch, b.epoch);
+  }
+  for (auto& id : order) {
+    auto& t = tails[id];
+    if (t.snapshot_from != nullptr) {
+      auto& s = *t.snapshot_from->snapshot;
+      use u{*impl_->w_update_snapshot};
+      u->bind(1, id)
+        .bind(2, to_db(t.last_seq))
+        .bind(3, to_db(t.epoch))
+        .bind(4, s.type)
+        .bind(5, s.role)
+        .bind(6, to_string(s.state))
+        .bind(7, static_cast<int64_t>(s.created_at))
+        .bind_blob(8, snapshots[t.snapshot_index]);
+      u->step();
+    } else {
+      use u{*impl_->w_update_tail};
+      u->bind(1, id).bind(2, to_db(t.last_seq)).bind(3, to_db(t.epoch));
+      u->step();
+    }
+  }
+  tx.commit();
+}
+
+std::vector<event> sqlite_store::read_events(const std::string& id,
+                                             uint64_t after_seq, size_t limit) {
+  std::vector<event> out;
+  if (limit == 0
+      || after_seq >= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return out;
+  auto lim = static_cast<int64_t>(
+    std::min<size_t>(limit, static_cast<size_t>(std::numeric_limits<int64_t>::max())));
+  out.reserve(std::min<size_t>(limit, 4096));
+  std::lock_guard<std::mutex> guard{impl_->read_mtx};
+  use u{*impl_->r_events};
+  u->bind(1, id).bind(2, static_cast<int64_t>(after_seq)).bind(3, lim);
+  while (u->step())
+    out.push_back(decode_event(u->blob(0)));
+  return out;
+}
+
+std::optional<session_info> sqlite_store::load(const std::string& id) {
+  std::lock_guard<std::mutex> guard{impl_->read_mtx};
+  use u{*impl_->r_load};
+  u->bind(1, id);
+  if (!u->step())
+    return std::nullopt;
+  auto info = decode_snapshot(u->blob(2));
+  info.last_seq = static_cast<uint64_t>(u->int64(0));
+  info.epoch = static_cast<uint64_t>(u->int64(1));
+  info.loaded = false;
+  return info;
+}
+
+uint64_t sqlite_store::activate(const std::string& id) {
+  std::lock_guard<std::mutex> guard{impl_->write_mtx};
+  write_transaction tx{*impl_->writer};
+  uint64_t epoch = 0;
+  {
+    use u{*impl_->w_activate};
+    u->bind(1, id);
+    if (!u->step())
+      throw store_error(code::not_found, "unknown session " + id);
+    epoch = static_cast<uint64_t>(u->int64(0));
+    // Drain the statement so the UPDATE is complete before COMMIT.
+    while (u->step()) {
+    }
+  }
+  tx.commit();
+  return epoch;
+}
+
+std::optional<std::string> sqlite_store::find_by_role(const std::string& role) {
+  if (role.empty())
+    return std::nullopt;
+  std::lock_guard<std::mutex> guard{impl_->read_mtx};
+  use u{*impl_->r_role};
+  u->bind(1, role);
+  if (!u->step())
+    return std::nullopt;
+  return u->text(0);
+}
+
+namespace {
+
+/// WHERE clause for `filter` with parameters ?1, ?2, …; appends the values
+/// to bind, in order, to `values`.
+std::string where_clause(const session_filter& filter,
+                         std::vector<std::string>& values) {
+  std::string sql = " WHERE 1 = 1";
+  if (filter.state) {
+    values.emplace_back(to_string(*filter.state));
+    sql += " AND state = ?" + std::to_string(values.size());
+  }
+  if (!filter.role.empty()) {
+    values.push_back(filter.role);
+    sql += " AND role = ?" + std::to_string(values.size());
+  }
+  if (!filter.type.empty()) {
+    values.push_back(filter.type);
+    sql += " AND type = ?" + std::to_string(values.size());
+  }
+  return sql;
+}
+
+} // namespace
+
+session_page sqlite_store::list(const session_filter& filter,
+                                const std::string& cursor, size_t limit) {
+  if (limit == 0)
+    throw store_error(code::invalid_argument, "limit must be at least 1");
+  std::optional<list_position> after;
+  if (!cursor.empty())
+    after = decode_list_cursor(cursor);
+  std::vector<std::string> values;
+  auto sql = "SELECT last_seq, epoch, snapshot, created_at, id FROM sessions"
+             + where_clause(filter, values);
+  auto n = static_cast<int>(values.size());
+  if (after)
+    sql += " AND (created_at, id) > (?" + std::to_string(n + 1) + ", ?"
+           + std::to_string(n + 2) + ")";
+  // One row more than asked tells whether another page follows.
+  sql += " ORDER BY created_at, id LIMIT ?" + std::to_string(n + (after ? 3 : 1));
+  auto fetch = static_cast<int64_t>(
+    std::min<size_t>(limit, static_cast<size_t>(std::numeric_limits<int64_t>::max() - 1))
+    + 1);
+  session_page page;
+  std::lock_guard<std::mutex> guard{impl_->read_mtx};
+  statement st{impl_->reader->get(), sql};
+  use u{st};
+  for (int i = 0; i < n; ++i)
+    u->bind(i + 1, values[static_cast<size_t>(i)]);
+  if (after)
+    u->bind(n + 1, static_cast<int64_t>(after->created_at)).bind(n + 2, after->id);
+  u->bind(n + (after ? 3 : 1), fetch);
+  list_position last;
+  while (u->step()) {
+    if (page.sessions.size() == limit) {
+      page.next_cursor = encode_list_cursor(last);
+      break;
+    }
+    auto info = decode_snapshot(u->blob(2));
+    info.last_seq = static_cast<uint64_t>(u->int64(0));
+    info.epoch = static_cast<uint64_t>(u->int64(1));
+    info.loaded = false;
+    page.sessions.push_back(std::move(info));
+    last.created_at = u->int64(3);
+    last.id = u->text(4);
+  }
+  return page;
+}
+
+uint64_t sqlite_store::count(const session_filter& filter) {
+  std::vector<std::string> values;
+  auto sql = "SELECT count(*) FROM sessions" + where_clause(filter, values);
+  std::lock_guard<std::mutex> guard{impl_->read_mtx};
+  statement st{impl_->reader->get(), sql};
+  use u{st};
+  for (size_t i = 0; i < values.size(); ++i)
+    u->bind(static_cast<int>(i + 1), values[i]);
+  return u->step() ? static_cast<uint64_t>(u->int64(0)) : 0;
+}
+
+void sqlite_store::remove(const std::string& id) {
+  std::lock_guard<std::mutex> guard{impl_->write_mtx};
+  write_transaction tx{*impl_->writer};
+  {
+    use u{*impl_->w_delete_events};
+    u->bind(1, id);
+    u->step();
+  }
+  {
+    use u{*impl_->w_delete_session};
+    u->bind(1, id);
+    u->step();
+  }
+  tx.commit();
+}
+
+void sqlite_store::backup(const std::string& dest_path) {
+  // Copy into a temporary file beside the destination and rename it, so
+  // `dest_path` only ever holds a complete copy.
+  auto tmp = dest_path + ".partial";
+  std::remove(tmp.c_str());
+  try {
+    // A connection of its own: the copy runs in one read transaction (WAL
+    // snapshot isolation makes it consistent) without holding our mutexes,
+    // so appends go on meanwhile.
+    connection src{impl_->path, SQLITE_OPEN_READONLY};
+    {
+      connection dst{tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE};
+      auto* b = sqlite3_backup_init(dst.get(), "main", src.get(), "main");
+      if (b == nullptr)
+        fail(dst.get(), sqlite3_errcode(dst.get()), "backup to " + tmp);
+      // -1: all pages in one step, i.e. one read transaction on the source.
+      int rc = sqlite3_backup_step(b, -1);
+      sqlite3_backup_finish(b);
+      if (rc != SQLITE_DONE)
+        fail(dst.get(), rc, "backup to " + tmp);
+      // The copy should not depend on a -wal file beside it.
+      dst.exec("PRAGMA journal_mode = DELETE");
+    }
+    int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+    if (std::rename(tmp.c_str(), dest_path.c_str()) != 0)
+      throw store_error(code::io, "cannot rename " + tmp + " to " + dest_path
+                                    + ": " + std::strerror(errno));
+    fsync_dir_of(dest_path);
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+} // namespace sessionhost
