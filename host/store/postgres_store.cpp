@@ -1,0 +1,558 @@
+#include "host/store/postgres_store.hpp"
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <condition_variable>
+#include <limits>
+#include <map>
+#include <mutex>
+
+#include "host/store/codec.hpp"
+#include "host/store/list_cursor.hpp"
+
+namespace sessionhost {
+
+namespace {
+
+using code = store_error::code;
+
+// Events per INSERT statement: one round trip per chunk instead of per
+// event, with parameters of a few MB at most.
+constexpr size_t insert_chunk = 10'000;
+
+// Serializes schema creation among processes and nodes opening one database.
+constexpr int64_t schema_lock_key = 0x5348535400000001;
+
+constexpr const char* schema_v1 = R"sql(
+CREATE TABLE sessionhost.sessions (
+  id         text COLLATE "C" PRIMARY KEY,
+  type       text COLLATE "C" NOT NULL DEFAULT '',
+  role       text COLLATE "C" NOT NULL DEFAULT '',
+  state      text NOT NULL,
+  created_at bigint NOT NULL,
+  last_seq   bigint NOT NULL DEFAULT 0,
+  epoch      bigint NOT NULL DEFAULT 0,
+  snapshot   bytea NOT NULL
+);
+CREATE INDEX sessions_by_created ON sessionhost.sessions (created_at, id);
+CREATE INDEX sessions_by_type ON sessionhost.sessions (type);
+CREATE UNIQUE INDEX sessions_live_role ON sessionhost.sessions (role)
+  WHERE role <> '' AND state <> 'CLEANED';
+CREATE TABLE sessionhost.events (
+  session_id text COLLATE "C" NOT NULL,
+  seq        bigint NOT NULL,
+  envelope   bytea NOT NULL,
+  PRIMARY KEY (session_id, seq)
+);
+)sql";
+// Ids are compared with COLLATE "C" (bytewise) so that list order is the same
+// as the other stores' whatever the database's locale.
+
+/// libpq passes text parameters as C strings and the database is UTF-8: a
+/// string with a NUL or invalid UTF-8 cannot be a stored id.
+bool storable_text(const std::string& s) {
+  return s.find('\0') == std::string::npos && is_valid_utf8(s);
+}
+
+void check_text(const std::string& s, const char* what) {
+  if (!storable_text(s))
+    throw store_error(code::invalid_argument,
+                      std::string{what} + " contains NUL or invalid UTF-8");
+}
+
+int64_t to_db(uint64_t x) {
+  if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    throw store_error(code::invalid_argument, "value out of range");
+  return static_cast<int64_t>(x);
+}
+
+pqxx::binarystring bytes(const std::string& s) {
+  return pqxx::binarystring(s.data(), s.size());
+}
+
+std::string_view view(const pqxx::binarystring& b) {
+  return {b.get(), b.size()};
+}
+
+void put_u32(std::string& out, uint32_t x) {
+  char b[4] = {static_cast<char>(x >> 24), static_cast<char>(x >> 16),
+               static_cast<char>(x >> 8), static_cast<char>(x)};
+  out.append(b, 4);
+}
+
+/// `items[from, from + n)` in PostgreSQL's binary array format (array_recv):
+/// a header (dimensions, null flag, element type, size, lower bound), then
+/// each element as a length and its bytes, all integers big-endian. Sent as a
+/// binary parameter, so no escaping on either side.
+pqxx::binarystring bytea_array(const std::vector<std::string>& items, size_t from,
+                               size_t n) {
+  constexpr uint32_t bytea_oid = 17;
+  size_t total = 20;
+  for (size_t k = from; k < from + n; ++k)
+    total += 4 + items[k].size();
+  if (total > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    throw store_error(code::invalid_argument, "batch too large");
+  std::string out;
+  out.reserve(total);
+  put_u32(out, 1); // one dimension
+  put_u32(out, 0); // no NULLs
+  put_u32(out, bytea_oid);
+  put_u32(out, static_cast<uint32_t>(n));
+  put_u32(out, 1); // lower bound
+  for (size_t k = from; k < from + n; ++k) {
+    put_u32(out, static_cast<uint32_t>(items[k].size()));
+    out += items[k];
+  }
+  return bytes(out);
+}
+
+session_info row_to_info(const pqxx::row& row) {
+  // Columns: last_seq, epoch, snapshot, …
+  pqxx::binarystring blob{row[2]};
+  auto info = decode_snapshot(view(blob));
+  info.last_seq = row[0].as<uint64_t>();
+  info.epoch = row[1].as<uint64_t>();
+  info.loaded = false;
+  return info;
+}
+
+void prepare_statements(pqxx::connection& c) {
+  c.prepare("session_for_update",
+            "SELECT last_seq, epoch FROM sessionhost.sessions WHERE id = $1"
+            " FOR UPDATE");
+  c.prepare("session_exists", "SELECT 1 FROM sessionhost.sessions WHERE id = $1");
+  c.prepare("role_taken",
+            "SELECT 1 FROM sessionhost.sessions WHERE role = $1"
+            " AND state <> 'CLEANED' AND id <> $2 LIMIT 1");
+  c.prepare("insert_session",
+            "INSERT INTO sessionhost.sessions (id, type, role, state, created_at,"
+            " last_seq, epoch, snapshot) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)");
+  c.prepare("insert_events",
+            "INSERT INTO sessionhost.events (session_id, seq, envelope)"
+            " SELECT $1, $2::bigint + t.ord - 1, t.env"
+            " FROM unnest($3::bytea[]) WITH ORDINALITY AS t(env, ord)");
+  c.prepare("update_tail",
+            "UPDATE sessionhost.sessions SET last_seq = $2, epoch = $3 WHERE id = $1");
+  c.prepare("update_snapshot",
+            "UPDATE sessionhost.sessions SET last_seq = $2, epoch = $3, type = $4,"
+            " role = $5, state = $6, created_at = $7, snapshot = $8 WHERE id = $1");
+  c.prepare("activate",
+            "UPDATE sessionhost.sessions SET epoch = epoch + 1 WHERE id = $1"
+            " RETURNING epoch");
+  c.prepare("load",
+            "SELECT last_seq, epoch, snapshot FROM sessionhost.sessions WHERE id = $1");
+  c.prepare("read_events",
+            "SELECT envelope FROM sessionhost.events WHERE session_id = $1"
+            " AND seq > $2 ORDER BY seq LIMIT $3");
+  c.prepare("find_by_role",
+            "SELECT id FROM sessionhost.sessions WHERE role = $1"
+            " AND state <> 'CLEANED' ORDER BY id LIMIT 1");
+  c.prepare("delete_session", "DELETE FROM sessionhost.sessions WHERE id = $1");
+  c.prepare("delete_events",
+            "DELETE FROM sessionhost.events WHERE session_id = $1");
+}
+
+/// Runs `f`, turning libpqxx exceptions into `store_error`. Sets `broken`
+/// when the connection can no longer be trusted.
+template <class F>
+auto translate(bool& broken, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const store_error&) {
+    throw;
+  } catch (const pqxx::unique_violation& e) {
+    throw store_error(code::conflict, std::string{"postgres: "} + e.what());
+  } catch (const pqxx::in_doubt_error& e) {
+    // The connection died during COMMIT: the write may or may not be stored.
+    broken = true;
+    throw store_error(code::io, std::string{"postgres: commit outcome unknown: "}
+                                  + e.what());
+  } catch (const pqxx::broken_connection& e) {
+    broken = true;
+    throw store_error(code::io, std::string{"postgres: connection lost: "} + e.what());
+  } catch (const pqxx::sql_error& e) {
+    throw store_error(code::io, std::string{"postgres: "} + e.what());
+  } catch (const std::exception& e) {
+    // pqxx::failure, usage_error, conversion errors: do not reuse the
+    // connection, its state is unknown.
+    broken = true;
+    throw store_error(code::io, std::string{"postgres: "} + e.what());
+  }
+}
+
+/// WHERE clause for `filter` with parameters $1, $2, …; appends the values to
+/// bind, in order, to `values`.
+std::string where_clause(const session_filter& filter,
+                         std::vector<std::string>& values) {
+  std::string sql = " WHERE true";
+  if (filter.state) {
+    values.emplace_back(to_string(*filter.state));
+    sql += " AND state = $" + std::to_string(values.size());
+  }
+  if (!filter.role.empty()) {
+    check_text(filter.role, "role filter");
+    values.push_back(filter.role);
+    sql += " AND role = $" + std::to_string(values.size());
+  }
+  if (!filter.type.empty()) {
+    check_text(filter.type, "type filter");
+    values.push_back(filter.type);
+    sql += " AND type = $" + std::to_string(values.size());
+  }
+  return sql;
+}
+
+} // namespace
+
+// --- connection pool ----------------------------------------------------------
+
+struct postgres_store::impl {
+  std::string url;
+  size_t max_connections;
+
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<pqxx::connection>> idle; // guarded by mtx
+  size_t open = 0;                                     // guarded by mtx
+
+  impl(std::string u, size_t n) : url(std::move(u)), max_connections(n) {}
+
+  std::unique_ptr<pqxx::connection> connect() {
+    bool broken = false;
+    return translate(broken, [&] {
+      auto c = std::make_unique<pqxx::connection>(url);
+      {
+        // Durability must not depend on the server's default.
+        pqxx::nontransaction tx{*c};
+        tx.exec0("SET synchronous_commit = on");
+      }
+      prepare_statements(*c);
+      return c;
+    });
+  }
+
+  std::unique_ptr<pqxx::connection> acquire() {
+    std::unique_lock<std::mutex> lock{mtx};
+    cv.wait(lock, [&] { return !idle.empty() || open < max_connections; });
+    if (!idle.empty()) {
+      auto c = std::move(idle.back());
+      idle.pop_back();
+      return c;
+    }
+    ++open;
+    lock.unlock();
+    try {
+      return connect();
+    } catch (...) {
+      lock.lock();
+      --open;
+      cv.notify_one();
+      throw;
+    }
+  }
+
+  void release(std::unique_ptr<pqxx::connection> c, bool broken) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (broken || !c->is_open())
+      --open; // dropped; a fresh one is made on demand
+    else
+      idle.push_back(std::move(c));
+    cv.notify_one();
+  }
+
+  /// Runs `f(connection&)` on a pooled connection, translating errors.
+  template <class F>
+  auto with_connection(F&& f) -> decltype(f(std::declval<pqxx::connection&>())) {
+    auto c = acquire();
+    bool broken = false;
+    struct giveback {
+      impl* self;
+      std::unique_ptr<pqxx::connection>& c;
+      bool& broken;
+      ~giveback() { self->release(std::move(c), broken); }
+    } g{this, c, broken};
+    return translate(broken, [&] { return f(*c); });
+  }
+
+  void init_schema() {
+    with_connection([&](pqxx::connection& c) {
+      pqxx::work tx{c};
+      tx.exec_params("SELECT pg_advisory_xact_lock($1)", schema_lock_key);
+      tx.exec0("CREATE SCHEMA IF NOT EXISTS sessionhost");
+      tx.exec0("CREATE TABLE IF NOT EXISTS sessionhost.meta"
+               " (key text PRIMARY KEY, value text NOT NULL)");
+      auto r = tx.exec("SELECT value FROM sessionhost.meta"
+                       " WHERE key = 'schema_version'");
+      int version = r.empty() ? 0 : r[0][0].as<int>();
+      if (version > schema_version)
+        throw store_error(code::not_a_database,
+                          "the sessionhost schema in this database has version "
+                            + std::to_string(version) + "; this binary reads up to "
+                            + std::to_string(schema_version));
+      if (version == schema_version)
+        return; // rolled back: nothing to do
+      if (version < 1)
+        tx.exec0(schema_v1);
+      // Later versions add their steps here, each guarded by `version < N`.
+      tx.exec_params0("INSERT INTO sessionhost.meta (key, value)"
+                      " VALUES ('schema_version', $1) ON CONFLICT (key)"
+                      " DO UPDATE SET value = EXCLUDED.value",
+                      std::to_string(schema_version));
+      tx.commit();
+    });
+  }
+};
+
+postgres_store::postgres_store(const std::string& url, size_t pool_size)
+  : impl_(std::make_unique<impl>(url, std::max<size_t>(pool_size, 1))) {
+  impl_->init_schema();
+}
+
+postgres_store::~postgres_store() = default;
+
+void postgres_store::create(const session_info& info) {
+  check_text(info.id, "session id");
+  check_text(info.type, "session type");
+  check_text(info.role, "session role");
+  auto snapshot = info;
+  snapshot.last_seq = 0;
+  snapshot.loaded = false;
+  auto blob = encode_snapshot(snapshot);
+  impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::work tx{c};
+    if (!tx.exec_prepared("session_exists", info.id).empty())
+      throw store_error(code::conflict, "session " + info.id + " exists");
+    if (!info.role.empty()
+        && !tx.exec_prepared("role_taken", info.role, info.id).empty())
+      throw store_error(code::conflict, "role " + info.role + " is taken");
+    // A concurrent create of the same id or live role still fails here, on
+    // the primary key or the partial unique index (unique_violation).
+    tx.exec_prepared0("insert_session", info.id, info.type, info.role,
+                      to_string(info.state), static_cast<int64_t>(info.created_at),
+                      to_db(info.epoch), bytes(blob));
+    tx.commit();
+  });
+}
+
+void postgres_store::append(const std::vector<append_batch>& batches) {
+  if (batches.empty())
+    return;
+  // Encode before taking a connection: CPU work needs no database.
+  std::vector<std::vector<std::string>> envelopes(batches.size());
+  std::vector<std::string> snapshots(batches.size());
+  std::vector<std::string> ids; // distinct, sorted
+  for (size_t i = 0; i < batches.size(); ++i) {
+    auto& b = batches[i];
+    if (!storable_text(b.session_id))
+      throw store_error(code::not_found, "unknown session " + b.session_id);
+    envelopes[i].reserve(b.events.size());
+    for (auto& e : b.events)
+      envelopes[i].push_back(encode_event(e));
+    if (b.snapshot) {
+      check_text(b.snapshot->type, "session type");
+      check_text(b.snapshot->role, "session role");
+      snapshots[i] = encode_snapshot(*b.snapshot);
+    }
+    ids.push_back(b.session_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  struct tail {
+    uint64_t last_seq = 0;
+    uint64_t epoch = 0;
+    bool found = false;
+    std::optional<size_t> snapshot_index; // last batch with a snapshot
+  };
+  impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::work tx{c};
+    // Lock every session row first, in id order, so two group commits that
+    // share sessions cannot deadlock, and so no activate can slip in between
+    // the epoch check and the commit.
+    std::map<std::string, tail> tails;
+    for (auto& id : ids) {
+      auto r = tx.exec_prepared("session_for_update", id);
+      auto& t = tails[id];
+      if (!r.empty()) {
+        t.found = true;
+        t.last_seq = r[0][0].as<uint64_t>();
+        t.epoch = r[0][1].as<uint64_t>();
+      }
+    }
+    for (size_t i = 0; i < batches.size(); ++i) {
+      auto& b = batches[i];
+      auto& t = tails[b.session_id];
+      if (!t.found)
+        throw store_error(code::not_found, "unknown session " + b.session_id);
+      if (b.epoch < t.epoch)
+        throw store_error(code::stale_epoch,
+                          "stale epoch " + std::to_string(b.epoch) + " < "
+                            + std::to_string(t.epoch) + " for " + b.session_id);
+      for (auto& e : b.events) {
+        if (e.seq != t.last_seq + 1)
+          throw store_error(code::seq_gap,
+                            "seq " + std::to_string(e.seq) + " does not follow "
+                              + std::to_string(t.last_seq) + " in " + b.session_id);
+        t.last_seq = e.seq;
+      }
+      if (b.snapshot) {
+        if (!b.snapshot->role.empty()
+            && !tx.exec_prepared("role_taken", b.snapshot->role, b.session_id)
+                  .empty())
+          throw store_error(code::conflict,
+                            "role " + b.snapshot->role + " is taken");
+        t.snapshot_index = i;
+      }
+      t.epoch = std::max(t.epoch, b.epoch);
+      // All events of the batch in one statement: the envelopes travel as
+      // one binary bytea[] parameter and the seqs, contiguous by now, are
+      // derived from the first one.
+      auto& evs = b.events;
+      for (size_t from = 0; from < evs.size(); from += insert_chunk) {
+        auto n = std::min(insert_chunk, evs.size() - from);
+        tx.exec_prepared0("insert_events", b.session_id, to_db(evs[from].seq),
+                          bytea_array(envelopes[i], from, n));
+      }
+    }
+    for (auto& [id, t] : tails) {
+      if (t.snapshot_index) {
+        auto& s = *batches[*t.snapshot_index].snapshot;
+        tx.exec_prepared0("update_snapshot", id, to_db(t.last_seq), to_db(t.epoch),
+                          s.type, s.role, to_string(s.state),
+                          static_cast<int64_t>(s.created_at),
+                          bytes(snapshots[*t.snapshot_index]));
+      } else {
+        tx.exec_prepared0("update_tail", id, to_db(t.last_seq), to_db(t.epoch));
+      }
+    }
+    tx.commit();
+  });
+}
+
+std::vector<event> postgres_store::read_events(const std::string& id,
+                                               uint64_t after_seq, size_t limit) {
+  if (limit == 0 || !storable_text(id)
+      || after_seq >= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return {};
+  auto lim = static_cast<int64_t>(
+    std::min<size_t>(limit, static_cast<size_t>(std::numeric_limits<int64_t>::max())));
+  return impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction tx{c};
+    auto r = tx.exec_prepared("read_events", id, static_cast<int64_t>(after_seq), lim);
+    std::vector<event> out;
+    out.reserve(r.size());
+    for (auto row : r) {
+      pqxx::binarystring blob{row[0]};
+      out.push_back(decode_event(view(blob)));
+    }
+    return out;
+  });
+}
+
+std::optional<session_info> postgres_store::load(const std::string& id) {
+  if (!storable_text(id))
+    return std::nullopt;
+  return impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction tx{c};
+    auto r = tx.exec_prepared("load", id);
+    if (r.empty())
+      return std::optional<session_info>{};
+    return std::optional<session_info>{row_to_info(r[0])};
+  });
+}
+
+uint64_t postgres_store::activate(const std::string& id) {
+  if (!storable_text(id))
+    throw store_error(code::not_found, "unknown session " + id);
+  return impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::work tx{c};
+    // One statement: the row lock makes concurrent activations take turns,
+    // each getting its own epoch.
+    auto r = tx.exec_prepared("activate", id);
+    if (r.empty())
+      throw store_error(code::not_found, "unknown session " + id);
+    auto epoch = r[0][0].as<uint64_t>();
+    tx.commit();
+    return epoch;
+  });
+}
+
+std::optional<std::string> postgres_store::find_by_role(const std::string& role) {
+  if (role.empty() || !storable_text(role))
+    return std::nullopt;
+  return impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction tx{c};
+    auto r = tx.exec_prepared("find_by_role", role);
+    if (r.empty())
+      return std::optional<std::string>{};
+    return std::optional<std::string>{r[0][0].as<std::string>()};
+  });
+}
+
+session_page postgres_store::list(const session_filter& filter,
+                                  const std::string& cursor, size_t limit) {
+  if (limit == 0)
+    throw store_error(code::invalid_argument, "limit must be at least 1");
+  std::optional<list_position> after;
+  if (!cursor.empty()) {
+    after = decode_list_cursor(cursor);
+    if (!storable_text(after->id))
+      throw store_error(code::invalid_argument, "malformed cursor");
+  }
+  std::vector<std::string> values;
+  auto sql = "SELECT last_seq, epoch, snapshot, created_at, id"
+             " FROM sessionhost.sessions"
+             + where_clause(filter, values);
+  if (after) {
+    values.push_back(std::to_string(after->created_at));
+    values.push_back(after->id);
+    auto n = values.size();
+    sql += " AND (created_at, id) > ($" + std::to_string(n - 1) + "::bigint, $"
+           + std::to_string(n) + ")";
+  }
+  // One row more than asked tells whether another page follows.
+  auto fetch = std::min<size_t>(limit, 1'000'000'000) + 1;
+  values.push_back(std::to_string(fetch));
+  sql += " ORDER BY created_at, id LIMIT $" + std::to_string(values.size())
+         + "::bigint";
+  return impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction tx{c};
+    auto r = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(values));
+    session_page page;
+    list_position last;
+    for (auto row : r) {
+      if (page.sessions.size() == limit) {
+        page.next_cursor = encode_list_cursor(last);
+        break;
+      }
+      page.sessions.push_back(row_to_info(row));
+      last.created_at = row[3].as<int64_t>();
+      last.id = row[4].as<std::string>();
+    }
+    return page;
+  });
+}
+
+uint64_t postgres_store::count(const session_filter& filter) {
+  std::vector<std::string> values;
+  auto sql = "SELECT count(*) FROM sessionhost.sessions" + where_clause(filter, values);
+  return impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction tx{c};
+    auto r = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(values));
+    return r[0][0].as<uint64_t>();
+  });
+}
+
+void postgres_store::remove(const std::string& id) {
+  if (!storable_text(id))
+    return;
+  impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::work tx{c};
+    // The session row first: its lock waits for an append in progress.
+    tx.exec_prepared0("delete_session", id);
+    tx.exec_prepared0("delete_events", id);
+    tx.commit();
+  });
+}
+
+} // namespace sessionhost
