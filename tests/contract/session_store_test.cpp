@@ -1,0 +1,1072 @@
+// The session_store conformance suite: one value-parameterized suite run
+// against every implementation (memory, SQLite, PostgreSQL), plus tests of
+// what only one of them has (SQLite files, schema versions, backup), the
+// codec and open_store. The memory store is the reference: whatever it does,
+// the others must do too.
+
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "host/store/codec.hpp"
+#include "host/store/memory_store.hpp"
+#include "host/store/open_store.hpp"
+#include "host/store/postgres_store.hpp"
+#include "host/store/sqlite_store.hpp"
+#include "tests/support/postgres_fixture.hpp"
+
+namespace sessionhost {
+
+// Readable failure messages for error codes.
+void PrintTo(store_error::code c, std::ostream* os) {
+  static const char* names[] = {"stale_epoch", "seq_gap", "conflict",
+                                "not_found", "corrupt", "not_a_database",
+                                "io", "invalid_argument"};
+  auto i = static_cast<size_t>(c);
+  *os << (i < std::size(names) ? names[i] : "?");
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+using code = store_error::code;
+
+#define EXPECT_STORE_ERROR(statement, expected_code)                           \
+  do {                                                                         \
+    try {                                                                      \
+      statement;                                                               \
+      ADD_FAILURE() << "expected store_error(" #expected_code ") from "        \
+                    << #statement;                                             \
+    } catch (const store_error& e_) {                                          \
+      EXPECT_EQ(e_.error_code(), expected_code) << e_.what();                  \
+    }                                                                          \
+  } while (false)
+
+/// A directory under /tmp, removed with everything in it at scope exit.
+class temp_dir {
+public:
+  temp_dir() {
+    char tmpl[] = "/tmp/sessionhost-store-test-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr)
+      throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+  std::string path_;
+};
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out{path, std::ios::binary | std::ios::trunc};
+  out << bytes;
+}
+
+session_info make_info(const std::string& id, const std::string& role = "",
+                       const std::string& type = "echo",
+                       session_state state = session_state::created,
+                       micros created_at = 1'700'000'000'000'000) {
+  session_info i;
+  i.id = id;
+  i.type = type;
+  i.role = role;
+  i.state = state;
+  i.created_at = created_at;
+  i.updated_at = created_at;
+  i.epoch = 1;
+  return i;
+}
+
+event make_event(const std::string& id, uint64_t seq, uint64_t epoch = 1) {
+  event e;
+  e.session_id = id;
+  e.seq = seq;
+  e.type = event_type::block_delta;
+  e.data = R"({"seq":)" + std::to_string(seq) + R"(,"text":"hällo ✓"})";
+  e.ts = 1'700'000'000'000'000 + static_cast<micros>(seq);
+  e.epoch = epoch;
+  return e;
+}
+
+std::vector<event> make_events(const std::string& id, uint64_t first, uint64_t n,
+                               uint64_t epoch = 1) {
+  std::vector<event> out;
+  for (uint64_t s = first; s < first + n; ++s)
+    out.push_back(make_event(id, s, epoch));
+  return out;
+}
+
+append_batch batch(const std::string& id, uint64_t epoch, std::vector<event> evs,
+                   std::optional<session_info> snapshot = std::nullopt) {
+  append_batch b;
+  b.session_id = id;
+  b.epoch = epoch;
+  b.events = std::move(evs);
+  b.snapshot = std::move(snapshot);
+  return b;
+}
+
+std::vector<uint64_t> seqs_of(const std::vector<event>& evs) {
+  std::vector<uint64_t> out;
+  for (auto& e : evs)
+    out.push_back(e.seq);
+  return out;
+}
+
+std::vector<uint64_t> range(uint64_t first, uint64_t last) {
+  std::vector<uint64_t> out;
+  for (auto s = first; s <= last; ++s)
+    out.push_back(s);
+  return out;
+}
+
+/// Every event of `id`, read in pages of 100.
+std::vector<event> all_events(session_store& store, const std::string& id) {
+  std::vector<event> out;
+  for (int guard = 0; guard < 100'000; ++guard) {
+    auto page = store.read_events(id, out.empty() ? 0 : out.back().seq, 100);
+    if (page.empty())
+      break;
+    out.insert(out.end(), page.begin(), page.end());
+  }
+  return out;
+}
+
+std::vector<std::string> ids_of(const std::vector<session_info>& xs) {
+  std::vector<std::string> out;
+  for (auto& x : xs)
+    out.push_back(x.id);
+  return out;
+}
+
+// --- the parameterized suite --------------------------------------------------
+
+/// Opens each kind of store through open_store, as a host would.
+class session_store_contract : public ::testing::TestWithParam<std::string> {
+protected:
+  void SetUp() override {
+    auto kind = GetParam();
+    if (kind == "memory") {
+      url_ = "memory:";
+    } else if (kind == "sqlite") {
+      dir_ = std::make_unique<temp_dir>();
+      url_ = "sqlite:" + dir_->file("store.db");
+    } else {
+      url_ = testing::fresh_postgres_database();
+    }
+    store_ = open_store(url_, "");
+  }
+
+  /// A second, independent handle on the same data (another process or node
+  /// would see the same); the memory store has only one.
+  store_ptr second_handle() {
+    return GetParam() == "memory" ? store_ : open_store(url_, "");
+  }
+
+  std::unique_ptr<temp_dir> dir_;
+  std::string url_;
+  store_ptr store_;
+};
+
+TEST_P(session_store_contract, create_then_load_gives_back_every_field) {
+  auto info = make_info("s1", "agent-1", "echo", session_state::active);
+  info.metadata = {{"owner", "ada"}, {"lang", "de"}, {"empty", ""}};
+  info.last_heartbeat = 1'700'000'000'123'456;
+  info.message_count = 12;
+  info.reconnects = 3;
+  info.peer = "peer-7";
+  info.peer_connected = true;
+  info.last_seq = 42; // ignored: a new session has no events
+  info.epoch = 5;
+  info.loaded = true; // not stored
+  store_->create(info);
+  auto got = store_->load("s1");
+  ASSERT_TRUE(got);
+  auto expected = info;
+  expected.last_seq = 0;
+  expected.loaded = false;
+  EXPECT_EQ(*got, expected);
+}
+
+TEST_P(session_store_contract, load_of_unknown_id_is_empty) {
+  EXPECT_FALSE(store_->load("nope"));
+  EXPECT_TRUE(store_->read_events("nope", 0, 10).empty());
+}
+
+TEST_P(session_store_contract, create_refuses_an_existing_id) {
+  store_->create(make_info("s1", "", "echo"));
+  EXPECT_STORE_ERROR(store_->create(make_info("s1", "", "other")), code::conflict);
+  EXPECT_EQ(store_->load("s1")->type, "echo"); // the first one is untouched
+  EXPECT_EQ(store_->count({}), 1u);
+}
+
+TEST_P(session_store_contract, a_role_is_held_by_one_live_session) {
+  store_->create(make_info("s1", "agent-1"));
+  EXPECT_EQ(store_->find_by_role("agent-1"), std::optional<std::string>{"s1"});
+  EXPECT_STORE_ERROR(store_->create(make_info("s2", "agent-1")), code::conflict);
+  EXPECT_FALSE(store_->load("s2"));
+  // Other roles and no role at all do not conflict.
+  store_->create(make_info("s3", "agent-2"));
+  store_->create(make_info("s4"));
+  store_->create(make_info("s5"));
+  EXPECT_FALSE(store_->find_by_role(""));
+  EXPECT_FALSE(store_->find_by_role("agent-9"));
+  // Once the holder is CLEANED, the role is free again.
+  auto cleaned = make_info("s1", "agent-1", "echo", session_state::cleaned);
+  store_->append({batch("s1", 1, {}, cleaned)});
+  EXPECT_FALSE(store_->find_by_role("agent-1"));
+  store_->create(make_info("s2", "agent-1"));
+  EXPECT_EQ(store_->find_by_role("agent-1"), std::optional<std::string>{"s2"});
+}
+
+TEST_P(session_store_contract, a_snapshot_cannot_take_a_live_role) {
+  store_->create(make_info("s1", "agent-1"));
+  store_->create(make_info("s2"));
+  auto grab = make_info("s2", "agent-1", "echo", session_state::active);
+  EXPECT_STORE_ERROR(store_->append({batch("s2", 1, make_events("s2", 1, 3), grab)}),
+                     code::conflict);
+  // Nothing of that batch was written: neither events nor snapshot.
+  EXPECT_TRUE(store_->read_events("s2", 0, 10).empty());
+  EXPECT_EQ(store_->load("s2")->role, "");
+  EXPECT_EQ(store_->load("s2")->last_seq, 0u);
+  EXPECT_EQ(store_->find_by_role("agent-1"), std::optional<std::string>{"s1"});
+  // Keeping one's own role in a new snapshot is fine.
+  auto same = make_info("s1", "agent-1", "echo", session_state::active);
+  store_->append({batch("s1", 1, make_events("s1", 1, 1), same)});
+  EXPECT_EQ(store_->load("s1")->state, session_state::active);
+}
+
+TEST_P(session_store_contract, append_continues_the_sequence) {
+  store_->create(make_info("s1"));
+  store_->append({batch("s1", 1, make_events("s1", 1, 3))});
+  store_->append({batch("s1", 1, make_events("s1", 4, 2))});
+  EXPECT_EQ(store_->load("s1")->last_seq, 5u);
+  auto evs = store_->read_events("s1", 0, 100);
+  ASSERT_EQ(seqs_of(evs), range(1, 5));
+  // Events come back exactly as written.
+  EXPECT_EQ(evs[3], make_event("s1", 4));
+  // An empty append and a batch without events change nothing.
+  store_->append({});
+  store_->append({batch("s1", 1, {})});
+  EXPECT_EQ(store_->load("s1")->last_seq, 5u);
+}
+
+TEST_P(session_store_contract, append_refuses_gaps_and_duplicates) {
+  store_->create(make_info("s1"));
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, make_events("s1", 2, 1))}),
+                     code::seq_gap); // must start at 1
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, make_events("s1", 0, 1))}),
+                     code::seq_gap);
+  store_->append({batch("s1", 1, make_events("s1", 1, 3))});
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, make_events("s1", 5, 1))}),
+                     code::seq_gap); // skips 4
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, make_events("s1", 3, 2))}),
+                     code::seq_gap); // repeats 3
+  // A gap inside a batch: the good first event is not written either.
+  auto evs = make_events("s1", 4, 1);
+  evs.push_back(make_event("s1", 6));
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, evs)}), code::seq_gap);
+  EXPECT_EQ(store_->load("s1")->last_seq, 3u);
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 0, 100)), range(1, 3));
+}
+
+TEST_P(session_store_contract, append_to_unknown_session_is_not_found) {
+  EXPECT_STORE_ERROR(store_->append({batch("ghost", 1, make_events("ghost", 1, 1))}),
+                     code::not_found);
+  EXPECT_FALSE(store_->load("ghost"));
+}
+
+TEST_P(session_store_contract, activate_fences_out_older_epochs) {
+  store_->create(make_info("s1")); // epoch 1
+  store_->append({batch("s1", 1, make_events("s1", 1, 2))});
+  EXPECT_EQ(store_->activate("s1"), 2u);
+  EXPECT_EQ(store_->load("s1")->epoch, 2u);
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, make_events("s1", 3, 1))}),
+                     code::stale_epoch);
+  store_->append({batch("s1", 2, make_events("s1", 3, 1, 2))});
+  EXPECT_EQ(store_->activate("s1"), 3u);
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 2, make_events("s1", 4, 1, 2))}),
+                     code::stale_epoch);
+  // A writer with a newer epoch than stored moves the fence forward.
+  store_->append({batch("s1", 7, make_events("s1", 4, 1, 7))});
+  EXPECT_EQ(store_->load("s1")->epoch, 7u);
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 6, make_events("s1", 5, 1, 6))}),
+                     code::stale_epoch);
+  EXPECT_EQ(store_->activate("s1"), 8u);
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 0, 100)), range(1, 4));
+  EXPECT_STORE_ERROR(store_->activate("ghost"), code::not_found);
+}
+
+TEST_P(session_store_contract, a_batch_is_all_or_nothing_across_sessions) {
+  for (auto id : {"a", "b", "c"})
+    store_->create(make_info(id));
+  store_->append({batch("b", 1, make_events("b", 1, 1))});
+  store_->activate("c"); // c is now at epoch 2
+  auto snap_a = make_info("a", "", "echo", session_state::active);
+  snap_a.message_count = 2;
+  auto good_a = batch("a", 1, make_events("a", 1, 2), snap_a);
+  auto good_c = batch("c", 2, make_events("c", 1, 2, 2));
+  // A bad batch in the middle, for each kind of refusal.
+  std::vector<std::pair<append_batch, code>> bad = {
+    {batch("b", 1, make_events("b", 3, 1)), code::seq_gap},
+    {batch("ghost", 1, make_events("ghost", 1, 1)), code::not_found},
+    {batch("c", 1, make_events("c", 1, 1)), code::stale_epoch},
+  };
+  for (auto& [middle, expected] : bad) {
+    EXPECT_STORE_ERROR(store_->append({good_a, middle, good_c}), expected);
+    EXPECT_EQ(store_->load("a")->last_seq, 0u);
+    EXPECT_EQ(store_->load("a")->state, session_state::created);
+    EXPECT_TRUE(store_->read_events("a", 0, 10).empty());
+    EXPECT_EQ(store_->load("b")->last_seq, 1u);
+    EXPECT_EQ(store_->load("c")->last_seq, 0u);
+    EXPECT_TRUE(store_->read_events("c", 0, 10).empty());
+  }
+  store_->append({good_a, batch("b", 1, make_events("b", 2, 1)), good_c});
+  EXPECT_EQ(store_->load("a")->last_seq, 2u);
+  EXPECT_EQ(store_->load("a")->message_count, 2u);
+  EXPECT_EQ(store_->load("b")->last_seq, 2u);
+  EXPECT_EQ(store_->load("c")->last_seq, 2u);
+}
+
+TEST_P(session_store_contract, one_session_may_appear_twice_in_a_commit) {
+  store_->create(make_info("s1"));
+  store_->append({batch("s1", 1, make_events("s1", 1, 2)),
+                  batch("s1", 1, make_events("s1", 3, 2))});
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 0, 10)), range(1, 4));
+  // The second batch is checked against where the first one ends.
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, make_events("s1", 5, 1)),
+                                     batch("s1", 1, make_events("s1", 5, 1))}),
+                     code::seq_gap);
+  EXPECT_EQ(store_->load("s1")->last_seq, 4u);
+}
+
+TEST_P(session_store_contract, snapshot_is_written_with_its_events) {
+  store_->create(make_info("s1", "r1", "echo", session_state::created, 1000));
+  auto snap = make_info("s1", "r1", "echo", session_state::active, 1000);
+  snap.message_count = 3;
+  snap.metadata = {{"k", "v"}};
+  snap.updated_at = 2000;
+  snap.last_seq = 3;
+  snap.epoch = 1;
+  store_->append({batch("s1", 1, make_events("s1", 1, 3), snap)});
+  auto got = store_->load("s1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, snap);
+  // Events without a snapshot keep the snapshot but move last_seq.
+  store_->append({batch("s1", 1, make_events("s1", 4, 2))});
+  got = store_->load("s1");
+  EXPECT_EQ(got->last_seq, 5u);
+  EXPECT_EQ(got->message_count, 3u);
+  EXPECT_EQ(got->state, session_state::active);
+  // Listing follows the snapshot's summary (state) too.
+  session_filter active;
+  active.state = session_state::active;
+  EXPECT_EQ(ids_of(store_->list(active, "", 10).sessions),
+            std::vector<std::string>{"s1"});
+  session_filter created;
+  created.state = session_state::created;
+  EXPECT_EQ(store_->count(created), 0u);
+}
+
+TEST_P(session_store_contract, read_events_pages_after_a_seq) {
+  store_->create(make_info("s1"));
+  store_->create(make_info("s2"));
+  store_->append({batch("s1", 1, make_events("s1", 1, 25)),
+                  batch("s2", 1, make_events("s2", 1, 3))});
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 0, 10)), range(1, 10));
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 10, 10)), range(11, 20));
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 20, 10)), range(21, 25));
+  EXPECT_TRUE(store_->read_events("s1", 25, 10).empty());
+  EXPECT_TRUE(store_->read_events("s1", 1000, 10).empty());
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 7, 3)), range(8, 10));
+  EXPECT_TRUE(store_->read_events("s1", 0, 0).empty());
+  auto all = all_events(*store_, "s1");
+  ASSERT_EQ(all.size(), 25u);
+  for (uint64_t s = 1; s <= 25; ++s)
+    EXPECT_EQ(all[s - 1], make_event("s1", s));
+  EXPECT_EQ(store_->read_events("s2", 0, 100), make_events("s2", 1, 3));
+}
+
+TEST_P(session_store_contract, list_filters_by_state_role_and_type) {
+  // e held r1 before and is CLEANED, so a can hold it now.
+  store_->create(make_info("e", "r1", "echo", session_state::cleaned, 5));
+  store_->create(make_info("a", "r1", "echo", session_state::active, 30));
+  store_->create(make_info("b", "r2", "chat", session_state::active, 10));
+  store_->create(make_info("c", "", "echo", session_state::created, 20));
+  store_->create(make_info("d", "r3", "chat", session_state::terminating, 20));
+  auto list_ids = [&](session_filter f) {
+    return ids_of(store_->list(f, "", 100).sessions);
+  };
+  using v = std::vector<std::string>;
+  // Ordered by (created_at, id): ties on created_at go by id.
+  EXPECT_EQ(list_ids({}), (v{"e", "b", "c", "d", "a"}));
+  session_filter f;
+  f.state = session_state::active;
+  EXPECT_EQ(list_ids(f), (v{"b", "a"}));
+  EXPECT_EQ(store_->count(f), 2u);
+  f = {};
+  f.role = "r1"; // the CLEANED holder still matches a role filter
+  EXPECT_EQ(list_ids(f), (v{"e", "a"}));
+  EXPECT_EQ(store_->count(f), 2u);
+  f = {};
+  f.type = "chat";
+  EXPECT_EQ(list_ids(f), (v{"b", "d"}));
+  EXPECT_EQ(store_->count(f), 2u);
+  f = {};
+  f.type = "echo";
+  f.state = session_state::active;
+  f.role = "r1";
+  EXPECT_EQ(list_ids(f), (v{"a"}));
+  EXPECT_EQ(store_->count(f), 1u);
+  f = {};
+  f.type = "nothing";
+  EXPECT_TRUE(list_ids(f).empty());
+  EXPECT_EQ(store_->count(f), 0u);
+  EXPECT_EQ(store_->count({}), 5u);
+  // Listed sessions carry their stream position like load does.
+  store_->append({batch("a", 1, make_events("a", 1, 4))});
+  store_->activate("a");
+  auto a = store_->list({}, "", 100).sessions.back();
+  EXPECT_EQ(a, *store_->load("a"));
+  EXPECT_EQ(a.last_seq, 4u);
+  EXPECT_EQ(a.epoch, 2u);
+}
+
+TEST_P(session_store_contract, cursor_pagination_misses_nothing) {
+  // 25 sessions created in shuffled order with ties on created_at.
+  std::vector<session_info> infos;
+  for (int i = 0; i < 25; ++i) {
+    char id[16];
+    std::snprintf(id, sizeof(id), "s%02d", i);
+    infos.push_back(make_info(id, "", i % 2 == 0 ? "even" : "odd",
+                              session_state::active, 1000 + (24 - i) / 3));
+  }
+  std::mt19937 rng{42};
+  auto shuffled = infos;
+  std::shuffle(shuffled.begin(), shuffled.end(), rng);
+  for (auto& i : shuffled)
+    store_->create(i);
+  std::sort(infos.begin(), infos.end(), [](auto& x, auto& y) {
+    return std::tie(x.created_at, x.id) < std::tie(y.created_at, y.id);
+  });
+  auto walk = [&](const session_filter& f, size_t limit) {
+    std::vector<std::string> seen;
+    std::vector<size_t> sizes;
+    std::string cursor;
+    for (int page = 0; page < 100; ++page) {
+      auto p = store_->list(f, cursor, limit);
+      sizes.push_back(p.sessions.size());
+      for (auto& s : p.sessions)
+        seen.push_back(s.id);
+      if (p.next_cursor.empty())
+        break;
+      cursor = p.next_cursor;
+    }
+    return std::make_pair(seen, sizes);
+  };
+  auto [seen, sizes] = walk({}, 10);
+  EXPECT_EQ(seen, ids_of(infos)); // exact order, no duplicate, no miss
+  EXPECT_EQ(sizes, (std::vector<size_t>{10, 10, 5}));
+  // With a filter, and with a page size dividing the count exactly.
+  session_filter odd;
+  odd.type = "odd";
+  std::vector<std::string> expected_odd;
+  for (auto& i : infos)
+    if (i.type == "odd")
+      expected_odd.push_back(i.id);
+  auto [seen_odd, sizes_odd] = walk(odd, 4);
+  EXPECT_EQ(seen_odd, expected_odd);
+  EXPECT_EQ(sizes_odd, (std::vector<size_t>{4, 4, 4}));
+  auto [seen_one, sizes_one] = walk({}, 1);
+  EXPECT_EQ(seen_one, ids_of(infos));
+  EXPECT_EQ(sizes_one.size(), 25u);
+  // A session created after the first page, sorting after it, still shows.
+  auto first = store_->list({}, "", 10);
+  store_->create(make_info("zz", "", "late", session_state::active, 5000));
+  std::vector<std::string> rest;
+  std::string cursor = first.next_cursor;
+  for (int page = 0; page < 10 && !cursor.empty(); ++page) {
+    auto p = store_->list({}, cursor, 10);
+    for (auto& s : p.sessions)
+      rest.push_back(s.id);
+    cursor = p.next_cursor;
+  }
+  ASSERT_EQ(rest.size(), 16u);
+  EXPECT_EQ(rest.back(), "zz");
+}
+
+TEST_P(session_store_contract, list_refuses_bad_cursor_and_zero_limit) {
+  store_->create(make_info("a"));
+  store_->create(make_info("b"));
+  for (std::string bad : {"garbage", "not-a-cursor:", "%%%", "c1.zz"})
+    EXPECT_STORE_ERROR(store_->list({}, bad, 10), code::invalid_argument);
+  EXPECT_STORE_ERROR(store_->list({}, "", 0), code::invalid_argument);
+}
+
+TEST_P(session_store_contract, remove_deletes_session_and_events) {
+  store_->create(make_info("s1", "agent-1"));
+  store_->create(make_info("s2"));
+  store_->append({batch("s1", 1, make_events("s1", 1, 5)),
+                  batch("s2", 1, make_events("s2", 1, 2))});
+  store_->remove("s1");
+  EXPECT_FALSE(store_->load("s1"));
+  EXPECT_TRUE(store_->read_events("s1", 0, 100).empty());
+  EXPECT_FALSE(store_->find_by_role("agent-1"));
+  EXPECT_EQ(store_->count({}), 1u);
+  EXPECT_EQ(store_->read_events("s2", 0, 100).size(), 2u); // untouched
+  store_->remove("ghost"); // no-op
+  // The id starts over from seq 1.
+  store_->create(make_info("s1", "agent-1"));
+  EXPECT_STORE_ERROR(store_->append({batch("s1", 1, make_events("s1", 6, 1))}),
+                     code::seq_gap);
+  store_->append({batch("s1", 1, make_events("s1", 1, 1))});
+  EXPECT_EQ(store_->load("s1")->last_seq, 1u);
+}
+
+TEST_P(session_store_contract, concurrent_writers_and_readers) {
+  constexpr int sessions = 4;
+  constexpr int appends = 40;
+  for (int s = 0; s < sessions; ++s)
+    store_->create(make_info("s" + std::to_string(s)));
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int s = 0; s < sessions; ++s)
+    threads.emplace_back([&, s] {
+      auto id = "s" + std::to_string(s);
+      try {
+        for (int k = 0; k < appends; ++k)
+          store_->append({batch(id, 1, make_events(id, 1 + k * 3u, 3))});
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+        ++errors;
+      }
+    });
+  threads.emplace_back([&] {
+    try {
+      for (int k = 0; k < 100; ++k) {
+        for (int s = 0; s < sessions; ++s) {
+          auto id = "s" + std::to_string(s);
+          auto info = store_->load(id);
+          auto evs = store_->read_events(id, 0, 1000);
+          // A reader never sees a torn batch.
+          EXPECT_EQ(evs.size() % 3, 0u);
+          EXPECT_EQ(seqs_of(evs), range(1, evs.size()));
+          EXPECT_TRUE(info);
+        }
+        store_->list({}, "", 2);
+        store_->count({});
+      }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+      ++errors;
+    }
+  });
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(errors, 0);
+  for (int s = 0; s < sessions; ++s) {
+    auto id = "s" + std::to_string(s);
+    EXPECT_EQ(store_->load(id)->last_seq, appends * 3u);
+    EXPECT_EQ(seqs_of(all_events(*store_, id)), range(1, appends * 3u));
+  }
+}
+
+TEST_P(session_store_contract, concurrent_activations_get_distinct_epochs) {
+  store_->create(make_info("s1")); // epoch 1
+  constexpr int threads_n = 4;
+  constexpr int per_thread = 15;
+  std::vector<std::vector<uint64_t>> got(threads_n);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < threads_n; ++t)
+    threads.emplace_back([&, t] {
+      auto handle = second_handle(); // another process or node
+      for (int k = 0; k < per_thread; ++k)
+        got[static_cast<size_t>(t)].push_back(handle->activate("s1"));
+    });
+  for (auto& t : threads)
+    t.join();
+  std::set<uint64_t> all;
+  for (auto& v : got)
+    all.insert(v.begin(), v.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(threads_n * per_thread));
+  EXPECT_EQ(*all.begin(), 2u);
+  EXPECT_EQ(*all.rbegin(), 1u + threads_n * per_thread);
+  EXPECT_EQ(store_->load("s1")->epoch, 1u + threads_n * per_thread);
+}
+
+// Two activations race: the old writer keeps appending while a new one
+// activates. Whatever the timing, nothing the old epoch writes may land after
+// the new activation took over.
+TEST_P(session_store_contract, an_old_writer_never_writes_after_a_new_activation) {
+  store_->create(make_info("s1"));
+  auto old_epoch = store_->activate("s1");
+  std::atomic<bool> fenced{false};
+  std::atomic<uint64_t> old_written{0};
+  std::thread old_writer([&] {
+    auto handle = second_handle();
+    uint64_t next = 1;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      try {
+        handle->append({batch("s1", old_epoch, make_events("s1", next, 2, old_epoch))});
+        next += 2;
+        old_written = next - 1;
+      } catch (const store_error& e) {
+        EXPECT_EQ(e.error_code(), code::stale_epoch) << e.what();
+        fenced = true;
+        return;
+      }
+    }
+  });
+  // Let the old writer get going, then take over.
+  for (int i = 0; i < 2000 && old_written < 20; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto new_epoch = store_->activate("s1");
+  auto taken_at = store_->load("s1")->last_seq;
+  store_->append({batch("s1", new_epoch, make_events("s1", taken_at + 1, 3, new_epoch))});
+  old_writer.join();
+  EXPECT_TRUE(fenced);
+  EXPECT_GT(new_epoch, old_epoch);
+  auto evs = all_events(*store_, "s1");
+  ASSERT_EQ(seqs_of(evs), range(1, taken_at + 3));
+  for (auto& e : evs)
+    EXPECT_EQ(e.epoch, e.seq <= taken_at ? old_epoch : new_epoch) << e.seq;
+}
+
+INSTANTIATE_TEST_SUITE_P(stores, session_store_contract,
+                         ::testing::Values("memory", "sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+// --- SQLite only ----------------------------------------------------------------
+
+class sqlite_store_test : public ::testing::Test {
+protected:
+  std::string db() const { return dir_.file("store.db"); }
+
+  /// Runs SQL on the file with the raw C API (as another tool would).
+  void raw_exec(const std::string& path, const std::string& sql) {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
+    char* err = nullptr;
+    int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+    std::string msg = err != nullptr ? err : "";
+    sqlite3_free(err);
+    sqlite3_close(h);
+    ASSERT_EQ(rc, SQLITE_OK) << msg;
+  }
+
+  int64_t raw_int(const std::string& path, const std::string& sql) {
+    sqlite3* h = nullptr;
+    sqlite3_open(path.c_str(), &h);
+    sqlite3_stmt* st = nullptr;
+    int64_t out = -1;
+    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK
+        && sqlite3_step(st) == SQLITE_ROW)
+      out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return out;
+  }
+
+  std::string raw_text(const std::string& path, const std::string& sql) {
+    sqlite3* h = nullptr;
+    sqlite3_open(path.c_str(), &h);
+    sqlite3_stmt* st = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK
+        && sqlite3_step(st) == SQLITE_ROW)
+      out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return out;
+  }
+
+  temp_dir dir_;
+};
+
+TEST_F(sqlite_store_test, reopening_gives_back_everything) {
+  session_info snap;
+  {
+    sqlite_store store{db()};
+    store.create(make_info("s1", "agent-1", "echo", session_state::created, 10));
+    store.create(make_info("s2", "", "chat", session_state::active, 20));
+    snap = make_info("s1", "agent-1", "echo", session_state::active, 10);
+    snap.metadata = {{"a", "b"}};
+    snap.message_count = 7;
+    store.append({batch("s1", 1, make_events("s1", 1, 7), snap),
+                  batch("s2", 1, make_events("s2", 1, 2))});
+    EXPECT_EQ(store.activate("s1"), 2u);
+  }
+  sqlite_store store{db()};
+  auto s1 = store.load("s1");
+  ASSERT_TRUE(s1);
+  auto expected = snap;
+  expected.last_seq = 7;
+  expected.epoch = 2;
+  EXPECT_EQ(*s1, expected);
+  EXPECT_EQ(all_events(store, "s1"), make_events("s1", 1, 7));
+  EXPECT_EQ(all_events(store, "s2"), make_events("s2", 1, 2));
+  EXPECT_EQ(store.find_by_role("agent-1"), std::optional<std::string>{"s1"});
+  EXPECT_EQ(ids_of(store.list({}, "", 10).sessions),
+            (std::vector<std::string>{"s1", "s2"}));
+  EXPECT_STORE_ERROR(store.append({batch("s1", 1, make_events("s1", 8, 1))}),
+                     code::stale_epoch);
+  // The file is what the header promises: WAL, our id, current version.
+  EXPECT_EQ(raw_text(db(), "PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw_int(db(), "PRAGMA application_id"), sqlite_store::application_id);
+  EXPECT_EQ(raw_int(db(), "PRAGMA user_version"), sqlite_store::schema_version);
+}
+
+// The version-1 layout as release 1 wrote it (kept here verbatim: the test
+// must not depend on the code it checks).
+constexpr const char* v1_schema = R"sql(
+CREATE TABLE sessions (
+  id         TEXT PRIMARY KEY NOT NULL,
+  role       TEXT NOT NULL DEFAULT '',
+  state      TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_seq   INTEGER NOT NULL DEFAULT 0,
+  epoch      INTEGER NOT NULL DEFAULT 0,
+  snapshot   BLOB NOT NULL
+);
+CREATE INDEX sessions_by_created ON sessions (created_at, id);
+CREATE UNIQUE INDEX sessions_live_role ON sessions (role)
+  WHERE role <> '' AND state <> 'CLEANED';
+CREATE TABLE events (
+  session_id TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  envelope   BLOB NOT NULL,
+  PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+PRAGMA application_id = 1397248852;
+PRAGMA user_version = 1;
+)sql";
+
+std::string hex(const std::string& bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
+TEST_F(sqlite_store_test, opens_and_migrates_a_version_1_database) {
+  ASSERT_EQ(sqlite_store::schema_version, 2) << "add a test for the new step";
+  auto info = make_info("old", "agent-1", "legacy", session_state::active, 10);
+  info.message_count = 2;
+  std::string sql = v1_schema;
+  sql += "INSERT INTO sessions VALUES ('old', 'agent-1', 'ACTIVE', 10, 2, 3, x'"
+         + hex(encode_snapshot(info)) + "');";
+  for (uint64_t s = 1; s <= 2; ++s)
+    sql += "INSERT INTO events VALUES ('old', " + std::to_string(s) + ", x'"
+           + hex(encode_event(make_event("old", s))) + "');";
+  raw_exec(db(), sql);
+  ASSERT_EQ(raw_int(db(), "PRAGMA user_version"), 1);
+
+  sqlite_store store{db()};
+  auto got = store.load("old");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->type, "legacy");
+  EXPECT_EQ(got->last_seq, 2u);
+  EXPECT_EQ(got->epoch, 3u);
+  EXPECT_EQ(all_events(store, "old"), make_events("old", 1, 2));
+  // The type filter (the column version 2 added) knows the old session.
+  session_filter f;
+  f.type = "legacy";
+  EXPECT_EQ(store.count(f), 1u);
+  EXPECT_EQ(ids_of(store.list(f, "", 10).sessions), std::vector<std::string>{"old"});
+  store.append({batch("old", 3, make_events("old", 3, 1, 3))});
+  EXPECT_EQ(store.load("old")->last_seq, 3u);
+  EXPECT_EQ(raw_int(db(), "PRAGMA user_version"), sqlite_store::schema_version);
+}
+
+TEST_F(sqlite_store_test, refuses_a_newer_schema_untouched) {
+  { sqlite_store store{db()}; }
+  raw_exec(db(), "PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;");
+  auto before = read_bytes(db());
+  EXPECT_STORE_ERROR(sqlite_store{db()}, code::not_a_database);
+  EXPECT_EQ(read_bytes(db()), before);
+}
+
+TEST_F(sqlite_store_test, refuses_a_file_that_is_not_sqlite_untouched) {
+  std::string junk;
+  std::mt19937 rng{7};
+  for (int i = 0; i < 8192; ++i)
+    junk += static_cast<char>(rng() & 0xFF);
+  write_bytes(db(), junk);
+  EXPECT_STORE_ERROR(sqlite_store{db()}, code::not_a_database);
+  EXPECT_EQ(read_bytes(db()), junk);
+  EXPECT_FALSE(fs::exists(db() + "-wal"));
+  // Text that merely starts like a database is refused too.
+  write_bytes(db(), "SQLite format 3 but not really");
+  EXPECT_STORE_ERROR(sqlite_store{db()}, code::not_a_database);
+  EXPECT_EQ(read_bytes(db()), "SQLite format 3 but not really");
+}
+
+TEST_F(sqlite_store_test, refuses_a_foreign_sqlite_database_untouched) {
+  raw_exec(db(), "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);"
+                 "INSERT INTO customers (name) VALUES ('ada');");
+  auto before = read_bytes(db());
+  EXPECT_STORE_ERROR(sqlite_store{db()}, code::not_a_database);
+  EXPECT_EQ(read_bytes(db()), before);
+  EXPECT_FALSE(fs::exists(db() + "-wal"));
+  EXPECT_EQ(raw_text(db(), "PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(raw_text(db(), "SELECT name FROM customers"), "ada");
+}
+
+TEST_F(sqlite_store_test, an_empty_file_becomes_a_new_database) {
+  write_bytes(db(), "");
+  sqlite_store store{db()};
+  store.create(make_info("s1"));
+  EXPECT_TRUE(store.load("s1"));
+}
+
+TEST_F(sqlite_store_test, a_missing_directory_is_an_io_error) {
+  EXPECT_STORE_ERROR(sqlite_store{dir_.file("no/such/dir/store.db")}, code::io);
+}
+
+TEST_F(sqlite_store_test, undecodable_bytes_are_reported_as_corrupt) {
+  {
+    sqlite_store store{db()};
+    store.create(make_info("bad"));
+    store.create(make_info("good"));
+    store.append({batch("bad", 1, make_events("bad", 1, 2)),
+                  batch("good", 1, make_events("good", 1, 2))});
+  }
+  raw_exec(db(), "UPDATE sessions SET snapshot = x'ffffffffffffffffff' WHERE id = 'bad';"
+                 "UPDATE events SET envelope = x'0a' WHERE session_id = 'bad' AND seq = 2;");
+  sqlite_store store{db()};
+  EXPECT_STORE_ERROR(store.load("bad"), code::corrupt);
+  EXPECT_STORE_ERROR(store.list({}, "", 10), code::corrupt);
+  EXPECT_EQ(store.read_events("bad", 0, 1).size(), 1u); // seq 1 is intact
+  EXPECT_STORE_ERROR(store.read_events("bad", 1, 10), code::corrupt);
+  // Other sessions are unaffected.
+  EXPECT_EQ(store.load("good")->last_seq, 2u);
+  EXPECT_EQ(store.read_events("good", 0, 10).size(), 2u);
+}
+
+TEST_F(sqlite_store_test, backup_copies_a_live_database_consistently) {
+  sqlite_store store{db()};
+  store.create(make_info("busy"));
+  store.create(make_info("quiet", "agent-q"));
+  store.append({batch("quiet", 1, make_events("quiet", 1, 3))});
+  std::atomic<uint64_t> acked{0};
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    uint64_t next = 1;
+    // Bounded: at most 20 s or until told to stop.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!stop && std::chrono::steady_clock::now() < deadline) {
+      store.append({batch("busy", 1, make_events("busy", next, 10))});
+      next += 10;
+      acked = next - 1;
+    }
+  });
+  for (int i = 0; i < 5000 && acked < 200; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto before = acked.load();
+  auto copy = dir_.file("copy.db");
+  store.backup(copy);
+  auto after = acked.load();
+  // Keep writing a little after the copy, then stop.
+  for (int i = 0; i < 5000 && acked < after + 100; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop = true;
+  writer.join();
+  EXPECT_GE(before, 200u);
+
+  sqlite_store restored{copy};
+  auto busy = restored.load("busy");
+  ASSERT_TRUE(busy);
+  // Everything acknowledged before the backup began is in the copy; the copy
+  // is a prefix of the stream, without a torn batch.
+  EXPECT_GE(busy->last_seq, before);
+  EXPECT_LE(busy->last_seq, store.load("busy")->last_seq);
+  EXPECT_EQ(busy->last_seq % 10, 0u);
+  EXPECT_EQ(all_events(restored, "busy"), make_events("busy", 1, busy->last_seq));
+  EXPECT_EQ(all_events(restored, "quiet"), make_events("quiet", 1, 3));
+  EXPECT_EQ(restored.find_by_role("agent-q"), std::optional<std::string>{"quiet"});
+  // The copy is a database of its own.
+  restored.append({batch("quiet", 1, make_events("quiet", 4, 1))});
+  EXPECT_EQ(store.load("quiet")->last_seq, 3u);
+  EXPECT_FALSE(fs::exists(copy + ".partial"));
+}
+
+TEST_F(sqlite_store_test, two_handles_on_one_file_share_the_fence) {
+  sqlite_store a{db()};
+  sqlite_store b{db()};
+  a.create(make_info("s1"));
+  a.append({batch("s1", 1, make_events("s1", 1, 1))});
+  EXPECT_EQ(b.activate("s1"), 2u);
+  EXPECT_STORE_ERROR(a.append({batch("s1", 1, make_events("s1", 2, 1))}),
+                     code::stale_epoch);
+  EXPECT_EQ(a.load("s1")->epoch, 2u);
+}
+
+// --- PostgreSQL only ------------------------------------------------------------
+
+/// Runs SQL on a PostgreSQL database directly (as an operator or another
+/// binary would).
+void pg_exec(const std::string& url, const std::string& sql) {
+  pqxx::connection c{url};
+  pqxx::work tx{c};
+  tx.exec0(sql);
+  tx.commit();
+}
+
+TEST(postgres_store_test, reopening_gives_back_everything) {
+  auto url = testing::fresh_postgres_database();
+  auto snap = make_info("s1", "agent-1", "echo", session_state::active, 10);
+  snap.metadata = {{"a", "b"}};
+  {
+    postgres_store store{url};
+    store.create(make_info("s1", "agent-1", "echo", session_state::created, 10));
+    store.append({batch("s1", 1, make_events("s1", 1, 4), snap)});
+    store.activate("s1");
+  }
+  postgres_store store{url}; // the schema exists now: opening keeps the data
+  auto expected = snap;
+  expected.last_seq = 4;
+  expected.epoch = 2;
+  EXPECT_EQ(store.load("s1"), std::optional<session_info>{expected});
+  EXPECT_EQ(all_events(store, "s1"), make_events("s1", 1, 4));
+  EXPECT_EQ(store.find_by_role("agent-1"), std::optional<std::string>{"s1"});
+}
+
+TEST(postgres_store_test, refuses_a_newer_schema) {
+  auto url = testing::fresh_postgres_database();
+  {
+    postgres_store store{url};
+    store.create(make_info("s1"));
+  }
+  pg_exec(url, "UPDATE sessionhost.meta SET value = '99' WHERE key = 'schema_version'");
+  EXPECT_STORE_ERROR(postgres_store{url}, code::not_a_database);
+  pg_exec(url, "UPDATE sessionhost.meta SET value = '1' WHERE key = 'schema_version'");
+  EXPECT_TRUE(postgres_store{url}.load("s1"));
+}
+
+TEST(postgres_store_test, undecodable_bytes_are_reported_as_corrupt) {
+  auto url = testing::fresh_postgres_database();
+  postgres_store store{url};
+  store.create(make_info("bad"));
+  store.create(make_info("good"));
+  store.append({batch("bad", 1, make_events("bad", 1, 2))});
+  pg_exec(url, "UPDATE sessionhost.sessions SET snapshot = '\\xffffffffffffffffff'"
+               " WHERE id = 'bad'");
+  pg_exec(url, "UPDATE sessionhost.events SET envelope = '\\x0a'"
+               " WHERE session_id = 'bad' AND seq = 2");
+  EXPECT_STORE_ERROR(store.load("bad"), code::corrupt);
+  EXPECT_STORE_ERROR(store.read_events("bad", 1, 10), code::corrupt);
+  EXPECT_EQ(store.read_events("bad", 0, 1).size(), 1u);
+  EXPECT_TRUE(store.load("good"));
+}
+
+// --- codec ------------------------------------------------------------------
+
+TEST(codec, event_round_trips) {
+  auto e = make_event("s1", 42, 9);
+  e.ts = -5; // before 1970 is still a valid time
+  EXPECT_EQ(decode_event(encode_event(e)), e);
+  event empty;
+  empty.data = "";
+  EXPECT_EQ(decode_event(encode_event(empty)), empty);
+}
+
+TEST(codec, snapshot_round_trips_without_loaded) {
+  auto i = make_info("s1", "r", "echo", session_state::terminating, 77);
+  i.metadata = {{"x", "y"}, {"ü", "✓"}};
+  i.peer = "p";
+  i.peer_connected = true;
+  i.last_seq = 10;
+  i.epoch = 4;
+  i.loaded = true;
+  auto back = decode_snapshot(encode_snapshot(i));
+  i.loaded = false;
+  EXPECT_EQ(back, i);
+  for (auto s : {session_state::created, session_state::spawning,
+                 session_state::active, session_state::terminating,
+                 session_state::cleaned}) {
+    i.state = s;
+    EXPECT_EQ(decode_snapshot(encode_snapshot(i)).state, s);
+  }
+}
+
+TEST(codec, garbage_is_corrupt) {
+  for (std::string bad : {std::string{"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11},
+                          std::string{"not a protobuf at all"},
+                          std::string{"\x0a\x10short", 7}}) {
+    EXPECT_STORE_ERROR(decode_event(bad), code::corrupt);
+    EXPECT_STORE_ERROR(decode_snapshot(bad), code::corrupt);
+  }
+  // A snapshot without a state (e.g. empty bytes) is not a snapshot.
+  EXPECT_STORE_ERROR(decode_snapshot(""), code::corrupt);
+}
+
+TEST(codec, invalid_utf8_is_refused_before_it_is_stored) {
+  auto e = make_event("s1", 1);
+  e.data = "{\"x\":\"\xc3\x28\"}";
+  EXPECT_STORE_ERROR(encode_event(e), code::invalid_argument);
+  auto i = make_info("s1");
+  i.metadata = {{"k", "\xed\xa0\x80"}}; // a UTF-16 surrogate
+  EXPECT_STORE_ERROR(encode_snapshot(i), code::invalid_argument);
+  EXPECT_TRUE(is_valid_utf8("plain, ä, ✓, 😀"));
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf")); // overlong '/'
+}
+
+// --- open_store ---------------------------------------------------------------
+
+TEST(open_store, picks_the_store_from_the_url) {
+  temp_dir dir;
+  auto data_dir = dir.file("nested/data");
+  auto s = open_store("", data_dir);
+  EXPECT_TRUE(std::dynamic_pointer_cast<sqlite_store>(s));
+  EXPECT_TRUE(fs::exists(data_dir + "/sessionhost.db"));
+  s->create(make_info("s1"));
+  s.reset();
+  EXPECT_TRUE(open_store("sqlite:" + data_dir + "/sessionhost.db", "")->load("s1"));
+  EXPECT_TRUE(std::dynamic_pointer_cast<memory_store>(open_store("memory:", data_dir)));
+  EXPECT_STORE_ERROR(open_store("mysql://x", data_dir), code::invalid_argument);
+  EXPECT_STORE_ERROR(open_store("sqlite:", data_dir), code::invalid_argument);
+  // Both PostgreSQL spellings reach the server.
+  auto url = testing::fresh_postgres_database();
+  auto pg = open_store(url, "");
+  EXPECT_TRUE(std::dynamic_pointer_cast<postgres_store>(pg));
+  pg->create(make_info("p1"));
+  auto alias = "postgres://" + url.substr(std::string{"postgresql://"}.size());
+  EXPECT_TRUE(open_store(alias, "")->load("p1"));
+}
+
+TEST(open_store, unreachable_postgres_is_an_io_error) {
+  // Port 1 on loopback: nothing listens there.
+  EXPECT_STORE_ERROR(open_store("postgresql://postgres@127.0.0.1:1/x?connect_timeout=2", ""),
+                     code::io);
+}
+
+} // namespace
+} // namespace sessionhost
