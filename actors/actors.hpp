@@ -54,6 +54,8 @@ using session_actor = caf::typed_actor<
   // publish(type, data JSON): returns the seq once durable.
   caf::replies_to<publish_atom, std::string, std::string>::with<uint64_t>,
   caf::replies_to<info_atom>::with<session_info>,
+  // The info once everything emitted so far is durable.
+  caf::replies_to<sync_atom>::with<session_info>,
   // Flushes, writes a snapshot and stops the actor; returns the final info.
   caf::replies_to<unload_atom>::with<session_info>,
   // A per-session hook was registered: enable it, fire an open-hook at once
@@ -67,7 +69,8 @@ using session_actor = caf::typed_actor<
   caf::reacts_to<flush_atom>,
   caf::reacts_to<hb_check_atom, uint64_t>,
   caf::reacts_to<grace_check_atom, uint64_t>,
-  caf::reacts_to<idle_check_atom, uint64_t>>;
+  caf::reacts_to<idle_check_atom, uint64_t>,
+  caf::reacts_to<type_timer_atom, uint64_t>>;
 
 /// Group commit: collects every session's not-yet-durable events and writes
 /// them to the store in one transaction per batch, then tells each session

@@ -34,6 +34,7 @@ using flush_atom = caf::atom_constant<caf::atom("s_flush")>;
 using hb_check_atom = caf::atom_constant<caf::atom("s_hbcheck")>;
 using grace_check_atom = caf::atom_constant<caf::atom("s_grace")>;
 using idle_check_atom = caf::atom_constant<caf::atom("s_idle")>;
+using type_timer_atom = caf::atom_constant<caf::atom("s_ttimer")>;
 
 // -- persistence listener -------------------------------------------------
 using persist_atom = caf::atom_constant<caf::atom("p_persist")>;

@@ -32,8 +32,9 @@ const char* to_string(hook_kind k) noexcept;
 class session_control {
 public:
   virtual ~session_control();
-  /// Publishes an event on the session's bus (durable before delivery).
-  virtual void publish(const std::string& type, const std::string& data) = 0;
+  /// Publishes an event on the session's bus (durable before delivery);
+  /// returns its seq.
+  virtual uint64_t publish(const std::string& type, const std::string& data) = 0;
   /// Detaches the peer with `reason` ("manual", …).
   virtual void detach_peer(const std::string& reason) = 0;
 };

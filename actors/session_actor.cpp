@@ -14,6 +14,7 @@
 
 #include "actors/event_bus.hpp"
 #include "host/error.hpp"
+#include "host/session_type.hpp"
 
 namespace sessionhost {
 
@@ -27,11 +28,11 @@ struct session_data;
 using self_pointer = session_actor::stateful_pointer<session_data>;
 
 // Everything one session owns. Methods run inside the actor only.
-struct session_data : session_control {
+struct session_data : session_control, session_context {
   static inline const char* name = "sessionhost.session";
 
   self_pointer self = nullptr;
-  session_info info;
+  session_info rec;
   services_ptr svc;
   session_host_actor host;
   caf::actor peer_conn; // monitored; its death is connection_lost
@@ -55,7 +56,7 @@ struct session_data : session_control {
   micros last_activity = 0;
   bool unloading = false;
 
-  micros now() const { return svc->clock->now(); }
+  std::unique_ptr<session_type> type; // may be null: a passive session
   const host_config& cfg() const { return svc->config; }
 
   // -- emission ---------------------------------------------------------------
@@ -63,13 +64,13 @@ struct session_data : session_control {
   // Appends an event to the stream; it reaches subscribers once durable.
   uint64_t emit(const std::string& type, std::string data) {
     event e;
-    e.session_id = info.id;
+    e.session_id = rec.id;
     e.seq = next_seq++;
     e.type = type;
     e.data = std::move(data);
     e.ts = now();
-    e.epoch = info.epoch;
-    info.updated_at = e.ts;
+    e.epoch = rec.epoch;
+    rec.updated_at = e.ts;
     pending.push_back(e);
     unsent.push_back(std::move(e));
     svc->obs->counters.events_published++;
@@ -86,7 +87,7 @@ struct session_data : session_control {
     json payload = json::object();
     for (auto& [k, v] : md)
       payload[k] = v;
-    svc->obs->record(lifecycle_record{now(), info.id, name, md});
+    svc->obs->record(lifecycle_record{now(), rec.id, name, md});
     return emit(name, payload.dump());
   }
 
@@ -95,8 +96,8 @@ struct session_data : session_control {
     if (emitting)
       return;
     emitting = true;
-    hook_event ev{info.id, kind, md, this};
-    for (auto& fn : svc->hooks->collect(kind, info.id))
+    hook_event ev{rec.id, kind, md, this};
+    for (auto& fn : svc->hooks->collect(kind, rec.id))
       call_hook(*fn, ev);
     emitting = false;
   }
@@ -106,17 +107,17 @@ struct session_data : session_control {
       fn(ev);
     } catch (const std::exception& e) {
       svc->obs->counters.hook_failures++;
-      spdlog::warn("session {}: {} hook threw: {}", info.id, to_string(ev.kind),
+      spdlog::warn("session {}: {} hook threw: {}", rec.id, to_string(ev.kind),
                    e.what());
     } catch (...) {
       svc->obs->counters.hook_failures++;
-      spdlog::warn("session {}: {} hook threw", info.id, to_string(ev.kind));
+      spdlog::warn("session {}: {} hook threw", rec.id, to_string(ev.kind));
     }
   }
 
   // Runs `fn` once `seq` is durable (at once if it is already).
   void after_durable(uint64_t seq, std::function<void(const caf::error&)> fn) {
-    if (seq <= info.last_seq)
+    if (seq <= rec.last_seq)
       fn(caf::none);
     else
       waiting.emplace_back(seq, std::move(fn));
@@ -144,65 +145,67 @@ struct session_data : session_control {
   // -- lifecycle --------------------------------------------------------------
 
   caf::error change_state(lifecycle_event ev, const std::string& reason) {
-    auto t = next_state(info.state, ev);
+    auto t = next_state(rec.state, ev);
     if (!t.ok())
       return make_error(errc::invalid_transition, t.error().message());
-    auto previous = info.state;
+    auto previous = rec.state;
     if (*t.to == previous)
       return caf::none; // TERMINATING + TERMINATE: idempotent, nothing new
-    info.state = *t.to;
-    metadata_map md{{"state", to_string(info.state)},
+    rec.state = *t.to;
+    metadata_map md{{"state", to_string(rec.state)},
                     {"previous", to_string(previous)}};
     if (!reason.empty())
       md.emplace("reason", reason);
     emit_lifecycle(event_type::status_changed, md);
     if (host)
-      self->send(host, state_changed_atom::value, info.id, info.state);
+      self->send(host, state_changed_atom::value, rec.id, rec.state);
     return caf::none;
   }
 
   // mark_terminating: session:end first, so listeners can persist or clean
   // up, then the state change.
   caf::error terminate(const std::string& reason) {
-    auto t = next_state(info.state, lifecycle_event::terminate);
+    auto t = next_state(rec.state, lifecycle_event::terminate);
     if (!t.ok())
       return make_error(errc::invalid_transition, t.error().message());
-    if (info.state == session_state::terminating)
+    if (rec.state == session_state::terminating)
       return caf::none;
     if (peer_connected())
       close_peer("terminated");
     emit_lifecycle(event_type::session_end, {{"reason", reason}});
-    return change_state(lifecycle_event::terminate, reason);
+    auto err = change_state(lifecycle_event::terminate, reason);
+    with_type("on_stop", [&](session_type& t) { t.on_stop(*this, reason); });
+    return err;
   }
 
   // Built-in types own no process: cleanup completes at once.
   void terminate_and_clean(const std::string& reason) {
     if (auto err = terminate(reason)) {
-      spdlog::warn("session {}: {}", info.id, message_of(err));
+      spdlog::warn("session {}: {}", rec.id, message_of(err));
       return;
     }
     change_state(lifecycle_event::clean, reason);
   }
 
   bool closed() const {
-    return info.state == session_state::terminating
-           || info.state == session_state::cleaned;
+    return rec.state == session_state::terminating
+           || rec.state == session_state::cleaned;
   }
 
   // -- peer -------------------------------------------------------------------
 
-  bool peer_connected() const { return info.peer_connected; }
+  bool peer_connected() const { return rec.peer_connected; }
 
   caf::error attach(const std::string& identity, caf::actor conn) {
     if (identity.empty())
       return make_error(errc::bad_request, "peer identity must not be empty");
     if (closed())
-      return make_error(errc::conflict, "session " + info.id + " is "
-                                          + to_string(info.state));
-    bool same = identity == info.peer;
-    if (!same && (info.peer_connected || grace_active))
-      return make_error(errc::conflict, "session " + info.id
-                                          + " already has peer " + info.peer);
+      return make_error(errc::conflict, "session " + rec.id + " is "
+                                          + to_string(rec.state));
+    bool same = identity == rec.peer;
+    if (!same && (rec.peer_connected || grace_active))
+      return make_error(errc::conflict, "session " + rec.id
+                                          + " already has peer " + rec.peer);
     if (peer_conn && peer_conn != conn)
       self->demonitor(peer_conn.address());
     peer_conn = std::move(conn);
@@ -210,36 +213,36 @@ struct session_data : session_control {
       self->monitor(peer_conn);
     metadata_map md{{"peer", identity}};
     if (same) {
-      ++info.reconnects;
-      md.emplace("reconnects", std::to_string(info.reconnects));
+      ++rec.reconnects;
+      md.emplace("reconnects", std::to_string(rec.reconnects));
     }
-    info.peer = identity;
-    info.peer_connected = true;
-    info.last_heartbeat = now();
+    rec.peer = identity;
+    rec.peer_connected = true;
+    rec.last_heartbeat = now();
     grace_active = false;
     ++grace_gen; // a pending grace timer no longer applies
     emit_lifecycle(event_type::session_open, md);
     fire(hook_kind::session_open, md);
     arm_heartbeat_timer(cfg().heartbeat_timeout);
     if (host)
-      self->send(host, peer_changed_atom::value, info.id, info.peer, true);
+      self->send(host, peer_changed_atom::value, rec.id, rec.peer, true);
     return caf::none;
   }
 
   // Ends the peer's connection with `reason`; keeps its identity so the same
   // peer attaching again counts as a reconnect.
   void close_peer(const std::string& reason) {
-    info.peer_connected = false;
+    rec.peer_connected = false;
     ++hb_gen; // the heartbeat timer no longer applies
     if (peer_conn) {
       self->demonitor(peer_conn.address());
       peer_conn = nullptr;
     }
-    metadata_map md{{"reason", reason}, {"peer", info.peer}};
+    metadata_map md{{"reason", reason}, {"peer", rec.peer}};
     emit_lifecycle(event_type::session_close, md);
     fire(hook_kind::session_close, md);
     if (host)
-      self->send(host, peer_changed_atom::value, info.id, info.peer, false);
+      self->send(host, peer_changed_atom::value, rec.id, rec.peer, false);
     touch();
   }
 
@@ -247,8 +250,8 @@ struct session_data : session_control {
     if (reason != "manual" && reason != "connection_lost")
       return make_error(errc::bad_request,
                         "detach reason must be manual or connection_lost");
-    if (!info.peer_connected)
-      return make_error(errc::conflict, "session " + info.id
+    if (!rec.peer_connected)
+      return make_error(errc::conflict, "session " + rec.id
                                           + " has no connected peer");
     close_peer(reason);
     if (reason == "connection_lost")
@@ -266,15 +269,15 @@ struct session_data : session_control {
   }
 
   void on_grace_check(uint64_t gen) {
-    if (unloading || gen != grace_gen || !grace_active || info.peer_connected)
+    if (unloading || gen != grace_gen || !grace_active || rec.peer_connected)
       return;
     grace_active = false;
     if (cfg().on_grace_expired == grace_policy::terminate) {
       terminate_and_clean("reconnect_grace_expired");
     } else {
-      info.peer.clear(); // kept without a peer
+      rec.peer.clear(); // kept without a peer
       if (host)
-        self->send(host, peer_changed_atom::value, info.id, std::string{},
+        self->send(host, peer_changed_atom::value, rec.id, std::string{},
                    false);
     }
   }
@@ -285,12 +288,12 @@ struct session_data : session_control {
   }
 
   void on_heartbeat_check(uint64_t gen) {
-    if (unloading || gen != hb_gen || !info.peer_connected)
+    if (unloading || gen != hb_gen || !rec.peer_connected)
       return;
     auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(
                         cfg().heartbeat_timeout)
                         .count();
-    auto deadline = info.last_heartbeat + timeout_us;
+    auto deadline = rec.last_heartbeat + timeout_us;
     auto t = now();
     if (t < deadline) {
       // A heartbeat came in since: one timer per session, re-armed lazily.
@@ -298,7 +301,7 @@ struct session_data : session_control {
       return;
     }
     // Always this order: heartbeat_timeout, then session_close.
-    metadata_map md{{"peer", info.peer}};
+    metadata_map md{{"peer", rec.peer}};
     emit_lifecycle(event_type::heartbeat_timeout, md);
     fire(hook_kind::heartbeat_timeout, md);
     close_peer("heartbeat_timeout");
@@ -311,7 +314,7 @@ struct session_data : session_control {
   // -- idle passivation -------------------------------------------------------
 
   bool idle_now() const {
-    return bus.empty() && !info.peer_connected && pending.empty()
+    return bus.empty() && !rec.peer_connected && pending.empty()
            && !grace_active && !unloading;
   }
 
@@ -333,7 +336,7 @@ struct session_data : session_control {
     auto idle_for = now() - last_activity;
     if (idle_now() && idle_for >= timeout_us) {
       if (host)
-        self->send(host, idle_atom::value, info.id, uint64_t{0});
+        self->send(host, idle_atom::value, rec.id, uint64_t{0});
       return;
     }
     idle_timer = true;
@@ -345,7 +348,7 @@ struct session_data : session_control {
   // -- persistence ------------------------------------------------------------
 
   session_info snapshot() const {
-    auto snap = info;
+    auto snap = rec;
     snap.last_seq = last_emitted();
     snap.loaded = false;
     return snap;
@@ -356,8 +359,8 @@ struct session_data : session_control {
     if (unsent.empty())
       return;
     append_batch batch;
-    batch.session_id = info.id;
-    batch.epoch = info.epoch;
+    batch.session_id = rec.id;
+    batch.epoch = rec.epoch;
     batch.events = std::move(unsent);
     batch.snapshot = snapshot();
     unsent.clear();
@@ -366,9 +369,9 @@ struct session_data : session_control {
   }
 
   void on_durable(uint64_t seq) {
-    if (seq <= info.last_seq)
+    if (seq <= rec.last_seq)
       return;
-    info.last_seq = seq;
+    rec.last_seq = seq;
     store_failing = false;
     std::vector<event> released;
     while (!pending.empty() && pending.front().seq <= seq) {
@@ -379,7 +382,7 @@ struct session_data : session_control {
       auto last = released.back().seq;
       auto n = static_cast<uint64_t>(released.size());
       // One message shared by every subscriber: no copy per subscriber.
-      auto msg = caf::make_message(events_atom::value, info.id,
+      auto msg = caf::make_message(events_atom::value, rec.id,
                                    std::move(released));
       auto dropped = bus.deliver(self, msg, n, last, cfg().subscriber_window,
                                  [s = self](const caf::actor_addr& a,
@@ -389,7 +392,7 @@ struct session_data : session_control {
       for (auto& [sub, upto] : dropped) {
         svc->obs->counters.subscribers_dropped++;
         self->demonitor(sub.address());
-        caf::anon_send(sub, lagged_atom::value, info.id, upto);
+        caf::anon_send(sub, lagged_atom::value, rec.id, upto);
       }
     }
     while (!waiting.empty() && waiting.front().first <= seq) {
@@ -412,7 +415,7 @@ struct session_data : session_control {
 
   // Another activation owns the session now: never write again.
   void on_fenced(const std::string& what) {
-    spdlog::warn("session {} fenced: {}", info.id, what);
+    spdlog::warn("session {} fenced: {}", rec.id, what);
     auto err = make_error(errc::stale_epoch, what);
     for (auto& w : waiting)
       w.second(err);
@@ -422,19 +425,52 @@ struct session_data : session_control {
 
   // -- session_control (hooks) ------------------------------------------------
 
-  void publish(const std::string& type, const std::string& data) override {
-    emit(type, data);
+  uint64_t publish(const std::string& type, const std::string& data) override {
+    return emit(type, data);
+  }
+
+  // -- session_context (type code) --------------------------------------------
+
+  const session_info& info() const override { return rec; }
+
+  micros now() const override { return svc->clock->now(); }
+
+  caf::error transition(lifecycle_event ev, const std::string& reason) override {
+    if (ev == lifecycle_event::terminate)
+      return terminate(reason);
+    return change_state(ev, reason);
+  }
+
+  void set_timer(std::chrono::milliseconds delay, uint64_t timer_id) override {
+    self->delayed_send(self, delay, type_timer_atom::value, timer_id);
+  }
+
+  // Runs type code; a type that throws is reported, never fatal.
+  template <class F>
+  void with_type(const char* what, F f) {
+    if (!type)
+      return;
+    try {
+      f(*type);
+    } catch (const std::exception& e) {
+      spdlog::warn("session {}: type {} failed in {}: {}", rec.id, rec.type,
+                   what, e.what());
+      emit(event_type::error,
+           json{{"message", std::string{what} + " failed: " + e.what()},
+                {"code", "session_type"}}
+             .dump());
+    }
   }
 
   void detach_peer(const std::string& reason) override {
-    if (info.peer_connected)
+    if (rec.peer_connected)
       close_peer(reason);
   }
 };
 
 caf::error check_open(const session_data& st) {
   if (st.unloading)
-    return make_error(errc::unavailable, "session " + st.info.id
+    return make_error(errc::unavailable, "session " + st.rec.id
                                            + " is unloading");
   return caf::none;
 }
@@ -448,12 +484,12 @@ caf::error check_publish(const session_data& st, const std::string& type,
   if (!json::accept(data))
     return make_error(errc::bad_request, "event data must be JSON");
   if (st.closed())
-    return make_error(errc::conflict, "session " + st.info.id + " is "
-                                        + to_string(st.info.state));
+    return make_error(errc::conflict, "session " + st.rec.id + " is "
+                                        + to_string(st.rec.state));
   if (st.pending.size() >= st.cfg().max_backlog) {
     st.svc->obs->counters.publishes_refused++;
     return make_error(errc::overloaded,
-                      "session " + st.info.id
+                      "session " + st.rec.id
                         + " has too many events waiting to be durable");
   }
   return caf::none;
@@ -463,21 +499,29 @@ session_actor::behavior_type session_behavior(self_pointer self,
                                               session_start start) {
   auto& st = self->state;
   st.self = self;
-  st.info = std::move(start.info);
+  st.rec = std::move(start.info);
   st.svc = std::move(start.services);
   st.host = std::move(start.host);
-  replay_into(st.info, start.replay);
-  st.info.loaded = true;
+  replay_into(st.rec, start.replay);
+  st.rec.loaded = true;
   // A connection belongs to the process that held the session: after a load
   // the peer may only come back as a reconnect.
-  st.info.peer_connected = false;
-  st.next_seq = st.info.last_seq + 1;
+  st.rec.peer_connected = false;
+  st.next_seq = st.rec.last_seq + 1;
+  if (st.svc->types)
+    st.type = st.svc->types->make(st.rec.type);
+  if (start.is_new && st.type && st.type->spawns_nothing()
+      && st.rec.state == session_state::created) {
+    st.change_state(lifecycle_event::spawn, "");
+    st.change_state(lifecycle_event::activate, "");
+  }
+  st.with_type("on_start", [&](session_type& t) { t.on_start(st); });
   st.touch();
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.peer_conn && dm.source == st.peer_conn.address()) {
       st.peer_conn = nullptr;
-      if (st.info.peer_connected) {
+      if (st.rec.peer_connected) {
         st.close_peer("connection_lost");
         st.start_grace();
       }
@@ -495,7 +539,7 @@ session_actor::behavior_type session_behavior(self_pointer self,
         return err;
       st.touch();
       auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
       return rp;
     },
     [self](activate_atom, const std::string& agent) -> caf::result<session_info> {
@@ -505,32 +549,34 @@ session_actor::behavior_type session_behavior(self_pointer self,
       if (auto err = st.change_state(lifecycle_event::activate, ""))
         return err;
       if (!agent.empty())
-        st.info.metadata["agent"] = agent;
+        st.rec.metadata["agent"] = agent;
       st.touch();
       auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
       return rp;
     },
     [self](heartbeat_atom) -> caf::result<micros> {
       auto& st = self->state;
-      if (!st.info.peer_connected)
-        return make_error(errc::conflict, "session " + st.info.id
+      if (!st.rec.peer_connected)
+        return make_error(errc::conflict, "session " + st.rec.id
                                             + " has no connected peer");
-      st.info.last_heartbeat = st.now();
+      st.rec.last_heartbeat = st.now();
       st.touch();
-      return st.info.last_heartbeat;
+      return st.rec.last_heartbeat;
     },
     [self](message_atom, const std::string& data) -> caf::result<uint64_t> {
       auto& st = self->state;
       if (auto err = check_publish(st, event_type::message, data))
         return err;
-      ++st.info.message_count;
+      ++st.rec.message_count;
       uint64_t first = 0;
-      if (st.info.message_count == 1)
+      if (st.rec.message_count == 1)
         first = st.emit_lifecycle(event_type::session_start, {});
       auto seq = st.emit(event_type::message, data);
       if (first == 0)
         first = seq;
+      st.with_type("on_message",
+                   [&](session_type& t) { t.on_message(st, data); });
       st.touch();
       auto rp = self->make_response_promise<uint64_t>();
       st.reply_when_durable<uint64_t>(rp, [first] { return first; });
@@ -544,7 +590,7 @@ session_actor::behavior_type session_behavior(self_pointer self,
         return err;
       st.touch();
       auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
       return rp;
     },
     [self](cleanup_atom) -> caf::result<session_info> {
@@ -555,7 +601,7 @@ session_actor::behavior_type session_behavior(self_pointer self,
         return err;
       st.touch();
       auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
       return rp;
     },
     [self](attach_atom, const std::string& identity,
@@ -566,7 +612,7 @@ session_actor::behavior_type session_behavior(self_pointer self,
       if (auto err = st.attach(identity, std::move(conn)))
         return err;
       auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
       return rp;
     },
     [self](detach_atom, const std::string& reason) -> caf::result<session_info> {
@@ -576,7 +622,7 @@ session_actor::behavior_type session_behavior(self_pointer self,
       if (auto err = st.detach(reason))
         return err;
       auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.info; });
+      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
       return rp;
     },
     [self](subscribe_atom, caf::actor sub) -> caf::result<uint64_t> {
@@ -585,10 +631,10 @@ session_actor::behavior_type session_behavior(self_pointer self,
         return err;
       if (!sub)
         return make_error(errc::bad_request, "invalid subscriber");
-      if (st.bus.add(sub, st.info.last_seq))
+      if (st.bus.add(sub, st.rec.last_seq))
         self->monitor(sub);
       st.touch();
-      return st.info.last_seq;
+      return st.rec.last_seq;
     },
     [self](unsubscribe_atom, caf::actor sub) -> bool {
       auto& st = self->state;
@@ -609,12 +655,18 @@ session_actor::behavior_type session_behavior(self_pointer self,
       st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
       return rp;
     },
-    [self](info_atom) -> session_info { return self->state.info; },
+    [self](info_atom) -> session_info { return self->state.rec; },
+    [self](sync_atom) -> caf::result<session_info> {
+      auto rp = self->make_response_promise<session_info>();
+      self->state.reply_when_durable<session_info>(
+        rp, [self] { return self->state.rec; });
+      return rp;
+    },
     [self](unload_atom) -> caf::result<session_info> {
       auto& st = self->state;
       auto rp = self->make_response_promise<session_info>();
       if (!st.unloading) {
-        if (st.info.peer_connected)
+        if (st.rec.peer_connected)
           st.close_peer("unload");
         st.unloading = true;
       }
@@ -627,9 +679,9 @@ session_actor::behavior_type session_behavior(self_pointer self,
           return;
         }
         for (auto& sub : st.bus.subscribers())
-          caf::anon_send(sub.handle, unloaded_atom::value, st.info.id,
-                         st.info.last_seq);
-        auto out = st.info;
+          caf::anon_send(sub.handle, unloaded_atom::value, st.rec.id,
+                         st.rec.last_seq);
+        auto out = st.rec;
         out.loaded = false;
         rp.deliver(out);
         self->quit();
@@ -641,11 +693,11 @@ session_actor::behavior_type session_behavior(self_pointer self,
       if (!st.svc->hooks->enable(id))
         return false;
       // Smart hook (seed 000): an open-hook on a connected session fires now.
-      if (st.info.peer_connected && !st.emitting) {
+      if (st.rec.peer_connected && !st.emitting) {
         if (auto fn = st.svc->hooks->get(hook_kind::session_open, id)) {
-          metadata_map md{{"peer", st.info.peer}};
+          metadata_map md{{"peer", st.rec.peer}};
           st.emitting = true;
-          st.call_hook(*fn, hook_event{st.info.id, hook_kind::session_open, md,
+          st.call_hook(*fn, hook_event{st.rec.id, hook_kind::session_open, md,
                                        &st});
           st.emitting = false;
         }
@@ -661,6 +713,11 @@ session_actor::behavior_type session_behavior(self_pointer self,
     [self](hb_check_atom, uint64_t gen) { self->state.on_heartbeat_check(gen); },
     [self](grace_check_atom, uint64_t gen) { self->state.on_grace_check(gen); },
     [self](idle_check_atom, uint64_t) { self->state.on_idle_check(); },
+    [self](type_timer_atom, uint64_t id) {
+      auto& st = self->state;
+      if (!st.unloading && !st.closed())
+        st.with_type("on_timer", [&](session_type& t) { t.on_timer(st, id); });
+    },
   };
 }
 

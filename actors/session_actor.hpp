@@ -25,6 +25,9 @@ struct session_start {
   services_ptr services;
   /// Told about state and peer changes and idleness; may be invalid.
   session_host_actor host;
+  /// A session just created (not loaded): a type that spawns nothing makes
+  /// it ACTIVE at once.
+  bool is_new = false;
 };
 
 /// Spawns a session actor.

@@ -11,6 +11,7 @@
 #include "actors/observability.hpp"
 #include "host/clock.hpp"
 #include "host/config.hpp"
+#include "host/session_type.hpp"
 
 namespace sessionhost {
 
@@ -19,6 +20,8 @@ struct session_services {
   std::shared_ptr<sessionhost::clock> clock;
   std::shared_ptr<hook_registry> hooks;
   std::shared_ptr<observability_hub> obs;
+  /// Session types by name; sessions of an unknown type are passive.
+  std::shared_ptr<session_type_registry> types;
   persistence_listener_actor persistence;
 };
 

@@ -20,6 +20,7 @@ embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   store_ = opts.store ? opts.store : std::make_shared<memory_store>();
   obs_ = std::make_shared<observability_hub>();
   hooks_ = std::make_shared<hook_registry>();
+  types_ = opts.types ? opts.types : session_type_registry::with_builtins();
   persistence_ = spawn_persistence_listener(
     sys, store_, obs_,
     persistence_options{opts.config.commit_batch_limit,
@@ -28,6 +29,7 @@ embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   svc->config = opts.config;
   svc->clock = opts.clock ? opts.clock : std::make_shared<system_clock>();
   svc->hooks = hooks_;
+  svc->types = types_;
   svc->obs = obs_;
   svc->persistence = persistence_;
   auto ids = opts.ids ? opts.ids : std::make_shared<uuid_generator>();

@@ -17,6 +17,7 @@
 #include "host/clock.hpp"
 #include "host/config.hpp"
 #include "host/id_generator.hpp"
+#include "host/session_type.hpp"
 #include "host/store/session_store.hpp"
 
 namespace sessionhost {
@@ -26,6 +27,8 @@ struct host_options {
   store_ptr store;                    // default: a memory_store
   std::shared_ptr<sessionhost::clock> clock; // default: the system clock
   std::shared_ptr<id_generator> ids;  // default: UUIDv4
+  /// Session types by name; default: the built-ins (echo, agent).
+  std::shared_ptr<session_type_registry> types;
   /// Persistence on its own thread (off for CAF's test_coordinator).
   bool detached_persistence = true;
   size_t client_window = 8192;
@@ -48,6 +51,7 @@ public:
   observability_hub& observability() noexcept { return *obs_; }
   hook_registry& hooks() noexcept { return *hooks_; }
   const store_ptr& store() const noexcept { return store_; }
+  session_type_registry& types() noexcept { return *types_; }
 
   // -- hooks (seed 000) ---------------------------------------------------
   /// Host-wide hooks: every session, including ones loaded later.
@@ -80,6 +84,7 @@ private:
   store_ptr store_;
   std::shared_ptr<observability_hub> obs_;
   std::shared_ptr<hook_registry> hooks_;
+  std::shared_ptr<session_type_registry> types_;
   persistence_listener_actor persistence_;
   session_host_actor host_;
   client_hub_actor hub_;

@@ -76,14 +76,14 @@ void forget(host_state& st, const std::string& id) {
 }
 
 session_actor adopt(self_pointer self, session_info info,
-                    std::vector<event> replay) {
+                    std::vector<event> replay, bool is_new) {
   auto& st = self->state;
   auto id = info.id;
   auto state = info.state;
   auto handle = spawn_session(self->system(),
                               session_start{std::move(info), std::move(replay),
                                             st.args.services,
-                                            session_host_actor{self}});
+                                            session_host_actor{self}, is_new});
   self->monitor(handle);
   st.loaded[id] = host_state::entry{handle, state, ""};
   st.by_addr[handle.address()] = id;
@@ -113,7 +113,7 @@ caf::expected<session_actor> resolve(self_pointer self, const std::string& id) {
       replay.insert(replay.end(), page.begin(), page.end());
     }
     snap->epoch = epoch;
-    return adopt(self, std::move(*snap), std::move(replay));
+    return adopt(self, std::move(*snap), std::move(replay), false);
   } catch (const store_error& e) {
     spdlog::error("host: cannot load session {}: {}", id, e.what());
     if (e.error_code() == store_error::code::corrupt)
@@ -223,6 +223,9 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
         return make_error(errc::unavailable, "host is shutting down");
       if (auto err = check_create(type, role, md))
         return err;
+      auto& types = st.args.services->types;
+      if (types && !types->contains(type))
+        return make_error(errc::bad_request, "unknown session type " + type);
       session_info info;
       info.id = st.args.ids->next();
       info.type = type;
@@ -240,9 +243,9 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       } catch (const store_error& e) {
         return from_store(e);
       }
-      adopt(self, info, {});
-      info.loaded = true;
-      return info;
+      auto handle = adopt(self, info, {}, true);
+      // Replies once the type's first steps (e.g. → ACTIVE) are durable.
+      return self->delegate(handle, sync_atom::value);
     },
     [self](get_session_atom, const std::string& id) -> caf::result<session_actor> {
       auto rp = self->make_response_promise<session_actor>();

@@ -28,7 +28,7 @@ TEST(concurrency, eight_clients_drive_a_thousand_sessions_with_exact_counts) {
       auto fail = [&](caf::error&) { ++failures; };
       for (int i = 0; i < per_client; ++i) {
         std::string id;
-        self->request(host.host(), 30s, create_atom::value, std::string{"echo"},
+        self->request(host.host(), 30s, create_atom::value, std::string{"agent"},
                       "c" + std::to_string(c) + "-" + std::to_string(i),
                       metadata_map{})
           .receive([&](session_info& info) { id = info.id; }, fail);

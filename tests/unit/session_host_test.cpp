@@ -35,7 +35,7 @@ protected:
 } // namespace
 
 TEST_F(host_test, create_then_locate_by_id_and_role) {
-  auto created = create("echo", "auth", {{"user", "ada"}});
+  auto created = create("agent", "auth", {{"user", "ada"}});
   ASSERT_TRUE(created) << message_of(created.error());
   EXPECT_EQ(created->state, session_state::created);
   EXPECT_TRUE(created->loaded);
@@ -46,7 +46,7 @@ TEST_F(host_test, create_then_locate_by_id_and_role) {
   EXPECT_EQ(*by_role, session(created->id));
   auto ids = call<std::vector<std::string>>(host->host(), loaded_ids_atom::value);
   EXPECT_EQ(*ids, std::vector<std::string>{created->id});
-  EXPECT_EQ(store->load(created->id)->type, "echo");
+  EXPECT_EQ(store->load(created->id)->type, "agent");
 }
 
 TEST_F(host_test, a_role_is_held_until_its_session_is_cleaned) {
@@ -100,7 +100,7 @@ TEST_F(host_test, bad_create_input_is_refused) {
 }
 
 TEST_F(host_test, unload_then_any_operation_loads_it_again_exactly) {
-  auto c = create("echo", "r1", {{"k", "v"}});
+  auto c = create("agent", "r1", {{"k", "v"}});
   auto s = session(c->id);
   ASSERT_TRUE(call<session_info>(s, begin_spawn_atom::value));
   ASSERT_TRUE(call<session_info>(s, activate_atom::value, "agent"));
@@ -128,7 +128,7 @@ TEST_F(host_test, unload_then_any_operation_loads_it_again_exactly) {
 TEST_F(host_test, list_and_count_cover_loaded_and_unloaded_sessions) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i)
-    ids.push_back(create("echo", "role-" + std::to_string(i))->id);
+    ids.push_back(create("agent", "role-" + std::to_string(i))->id);
   for (int i = 0; i < 2; ++i) {
     auto s = session(ids[i]);
     call<session_info>(s, begin_spawn_atom::value);
@@ -143,6 +143,7 @@ TEST_F(host_test, list_and_count_cover_loaded_and_unloaded_sessions) {
   EXPECT_EQ(list(session_filter{std::nullopt, "role-3", ""}).sessions.at(0).id, ids[3]);
   EXPECT_EQ(call<uint64_t>(host->host(), count_atom::value,
                            session_filter{session_state::created, "", ""}).value_or(0), 3u);
+  EXPECT_EQ(code_of(create("no-such-type").error()), errc::bad_request);
   // Pages of two, in creation order, nothing lost or repeated.
   std::vector<std::string> seen;
   std::string cursor;
@@ -299,4 +300,25 @@ TEST_F(host_test, per_session_hooks_survive_passivation) {
   host->register_on_session_open(id, [&](const hook_event&) { ++late; });
   EXPECT_EQ(late.load(), 1);
   EXPECT_EQ(host->clear_session_hooks(id), 3u);
+}
+
+TEST_F(host_test, echo_sessions_are_active_at_once_and_answer_in_blocks) {
+  auto c = create("echo");
+  ASSERT_TRUE(c) << message_of(c.error());
+  EXPECT_EQ(c->state, session_state::active);
+  EXPECT_EQ(store->load(c->id)->state, session_state::active) << "durable";
+  auto first = call<uint64_t>(session(c->id), message_atom::value, R"("hello world")");
+  ASSERT_TRUE(first);
+  auto evs = store->read_events(c->id, *first - 1, 100);
+  std::vector<std::string> types;
+  for (auto& e : evs)
+    types.push_back(e.type);
+  ASSERT_GE(types.size(), 6u);
+  EXPECT_EQ(types[0], "session:start");
+  EXPECT_EQ(types[1], "message");
+  EXPECT_EQ(types[2], "block:start");
+  EXPECT_EQ(types[3], "block:delta");
+  EXPECT_EQ(types[types.size() - 2], "block:complete");
+  EXPECT_EQ(types.back(), "status:changed");
+  EXPECT_NE(evs[evs.size() - 2].data.find("hello world"), std::string::npos);
 }

@@ -1,0 +1,79 @@
+#pragma once
+// Session types: what a session does with its input. A type is registered by
+// name; the host creates one instance per session. Type code never touches
+// the actor: it acts through a session_context, which the session actor
+// implements, and runs inside the session actor (so it needs no locking and
+// must not block).
+//
+// Built-ins: `echo` (spawns nothing, so it is ACTIVE at once; each message →
+// block:start, block:delta × n, block:complete, status:changed) and `agent`
+// (an outside agent drives the lifecycle with begin_spawn / activate, as in
+// seed 001's relay).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "host/lifecycle.hpp"
+#include "host/session_info.hpp"
+
+namespace sessionhost {
+
+/// What type code may do to its session.
+class session_context {
+public:
+  virtual ~session_context();
+  virtual const session_info& info() const = 0;
+  virtual micros now() const = 0;
+  /// Publishes an event (JSON text payload); returns its seq. Subscribers get
+  /// it once it is durable.
+  virtual uint64_t publish(const std::string& type, const std::string& data) = 0;
+  /// Moves the lifecycle (emits status:changed); errors on an invalid pair.
+  virtual caf::error transition(lifecycle_event ev, const std::string& reason) = 0;
+  /// Calls the type's on_timer(timer_id) after `delay`.
+  virtual void set_timer(std::chrono::milliseconds delay, uint64_t timer_id) = 0;
+};
+
+class session_type {
+public:
+  virtual ~session_type();
+  /// Whether nothing needs spawning: the host makes a new session ACTIVE at
+  /// once (CREATED → SPAWNING → ACTIVE) before create returns.
+  virtual bool spawns_nothing() const { return false; }
+  /// On every activation (creation and each load).
+  virtual void on_start(session_context&) {}
+  /// After a message was recorded (message_count, `message` event).
+  virtual void on_message(session_context&, const std::string& data) {}
+  virtual void on_timer(session_context&, uint64_t timer_id) {}
+  /// When the session is terminated, before it is cleaned.
+  virtual void on_stop(session_context&, const std::string& reason) {}
+};
+
+using session_type_factory = std::function<std::unique_ptr<session_type>()>;
+
+/// Session types by name. Thread-safe.
+class session_type_registry {
+public:
+  /// A registry with the built-in types (echo, agent).
+  static std::shared_ptr<session_type_registry> with_builtins();
+
+  /// Adds or replaces a type.
+  void add(const std::string& name, session_type_factory factory);
+  bool contains(const std::string& name) const;
+  /// A new instance, or nullptr for an unknown name.
+  std::unique_ptr<session_type> make(const std::string& name) const;
+  std::vector<std::string> names() const;
+
+private:
+  mutable std::mutex mtx_;
+  std::map<std::string, session_type_factory> factories_; // guarded by mtx_
+};
+
+} // namespace sessionhost
