@@ -123,15 +123,13 @@ void commit(self_pointer self) {
         if (told.insert(batch.session_id).second)
           self->send(who, store_failed_atom::value, std::string{e.what()});
     }
-    st.failing = true;
+    st.failing = true; // new persists wait for the retry below
     st.obs->store_healthy = false;
     for (auto i = items.rbegin(); i != items.rend(); ++i)
       st.buffer.push_front(std::move(*i));
-    self->delayed_send(self, st.backoff, commit_atom::value);
     st.commit_scheduled = true;
+    self->delayed_send(self, st.backoff, commit_atom::value);
     st.backoff = std::min(st.backoff * 2, std::chrono::milliseconds(1000));
-    // A retry is a scheduled commit, not a failing one.
-    st.failing = true;
   }
 }
 

@@ -1,10 +1,12 @@
 #include "host/session_host.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <set>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -33,6 +35,8 @@ struct host_state {
   // Sessions being unloaded, with the operations waiting to load them again.
   std::unordered_map<std::string, std::vector<std::function<void()>>> unloading;
   bool shutting_down = false;
+  // Every live session actor, shared with the exit path.
+  std::shared_ptr<std::vector<caf::actor>> spawned;
 };
 
 using self_pointer = session_host_actor::stateful_pointer<host_state>;
@@ -71,7 +75,12 @@ void forget(host_state& st, const std::string& id) {
   if (i == st.loaded.end())
     return;
   index_peer(st, id, "");
-  st.by_addr.erase(i->second.handle.address());
+  auto addr = i->second.handle.address();
+  auto& sp = *st.spawned;
+  sp.erase(std::remove_if(sp.begin(), sp.end(),
+                          [&](const caf::actor& a) { return a.address() == addr; }),
+           sp.end());
+  st.by_addr.erase(addr);
   st.loaded.erase(i);
 }
 
@@ -85,6 +94,7 @@ session_actor adopt(self_pointer self, session_info info,
                                             st.args.services,
                                             session_host_actor{self}, is_new});
   self->monitor(handle);
+  st.spawned->push_back(caf::actor_cast<caf::actor>(handle));
   st.loaded[id] = host_state::entry{handle, state, ""};
   st.by_addr[handle.address()] = id;
   return handle;
@@ -206,6 +216,15 @@ caf::error check_create(const std::string& type, const std::string& role,
 session_host_actor::behavior_type host_behavior(self_pointer self,
                                                 host_args args) {
   self->state.args = std::move(args);
+  // Sessions do not outlive their host (a killed host would otherwise leave
+  // them running, and ~actor_system waiting for them). The state is gone by
+  // the time attached functors run, so they get their own list.
+  auto sessions = std::make_shared<std::vector<caf::actor>>();
+  self->state.spawned = sessions;
+  self->attach_functor([sessions](const caf::error&) {
+    for (auto& s : *sessions)
+      caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  });
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto i = st.by_addr.find(dm.source);

@@ -32,20 +32,32 @@ std::string make_cursor(const session_info& i) {
   return std::to_string(i.created_at) + ":" + i.id;
 }
 
-bool after_cursor(const session_info& i, const std::string& cursor) {
+struct cursor_pos {
+  micros ts = 0;
+  std::string id;
+};
+
+std::optional<cursor_pos> parse_cursor(const std::string& cursor) {
   if (cursor.empty())
-    return true;
+    return std::nullopt;
   auto colon = cursor.find(':');
   if (colon == std::string::npos)
     throw store_error(code::invalid_argument, "malformed cursor");
-  micros ts = 0;
+  cursor_pos pos;
   try {
-    ts = std::stoll(cursor.substr(0, colon));
+    size_t used = 0;
+    pos.ts = std::stoll(cursor.substr(0, colon), &used);
+    if (used != colon)
+      throw std::invalid_argument("trailing characters");
   } catch (const std::exception&) {
     throw store_error(code::invalid_argument, "malformed cursor");
   }
-  auto id = cursor.substr(colon + 1);
-  return std::tie(i.created_at, i.id) > std::tie(ts, id);
+  pos.id = cursor.substr(colon + 1);
+  return pos;
+}
+
+bool after_cursor(const session_info& i, const std::optional<cursor_pos>& c) {
+  return !c || std::tie(i.created_at, i.id) > std::tie(c->ts, c->id);
 }
 
 } // namespace
@@ -174,10 +186,11 @@ session_page memory_store::list(const session_filter& filter,
                                 const std::string& cursor, size_t limit) {
   if (limit == 0)
     throw store_error(code::invalid_argument, "limit must be at least 1");
+  auto from = parse_cursor(cursor);
   std::lock_guard<std::mutex> guard{mtx_};
   std::vector<session_info> all;
   for (auto& [id, r] : sessions_)
-    if (matches(filter, r.snapshot) && after_cursor(r.snapshot, cursor))
+    if (matches(filter, r.snapshot) && after_cursor(r.snapshot, from))
       all.push_back(view(r));
   std::sort(all.begin(), all.end(), [](auto& x, auto& y) {
     return std::tie(x.created_at, x.id) < std::tie(y.created_at, y.id);

@@ -5,6 +5,9 @@
 
 #include "test_support.hpp"
 
+#include "host/session_host.hpp"
+#include "host/session_type.hpp"
+
 using namespace sessionhost;
 using namespace std::chrono_literals;
 
@@ -321,4 +324,57 @@ TEST_F(host_test, echo_sessions_are_active_at_once_and_answer_in_blocks) {
   EXPECT_EQ(types[types.size() - 2], "block:complete");
   EXPECT_EQ(types.back(), "status:changed");
   EXPECT_NE(evs[evs.size() - 2].data.find("hello world"), std::string::npos);
+}
+
+// Passivation timing on virtual time: exact, with no real waiting.
+namespace {
+
+class host_virtual_time : public test::deterministic {
+protected:
+  host_virtual_time() {
+    config.idle_timeout = std::chrono::seconds(60);
+    auto svc = make_services();
+    svc->types = session_type_registry::with_builtins();
+    host = spawn_session_host(sys, host_args{svc, store,
+                                             std::make_shared<sequential_id_generator>()});
+    to_stop.push_back(caf::actor_cast<caf::actor>(host));
+    sched.run();
+  }
+
+  bool loaded(const std::string& id) {
+    return ask<bool>(host, is_loaded_atom::value, id).value_or(false);
+  }
+
+  session_host_actor host;
+};
+
+} // namespace
+
+TEST_F(host_virtual_time, a_session_idle_for_idle_timeout_is_unloaded_then_reloads) {
+  auto a = ask<session_info>(host, create_atom::value, std::string{"agent"},
+                             std::string{}, metadata_map{});
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->id, "s-1") << "ids come from the injected generator";
+  advance(59s);
+  EXPECT_TRUE(loaded("s-1"));
+  advance(1s);
+  EXPECT_FALSE(loaded("s-1"));
+  // Activity postpones passivation; a subscriber or a peer prevents it.
+  auto s = ask<session_actor>(host, get_session_atom::value, std::string{"s-1"});
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(loaded("s-1"));
+  advance(30s);
+  ask<uint64_t>(*s, message_atom::value, std::string{"{}"});
+  advance(45s);
+  EXPECT_TRUE(loaded("s-1")) << "45 s after the last activity";
+  auto [sub, rec] = new_recorder();
+  ask<uint64_t>(*s, subscribe_atom::value, sub);
+  advance(600s);
+  EXPECT_TRUE(loaded("s-1")) << "a subscriber keeps it";
+  ask<bool>(*s, unsubscribe_atom::value, sub);
+  ask<session_info>(*s, attach_atom::value, std::string{"p"}, caf::actor{});
+  config.heartbeat_timeout = std::chrono::hours(1);
+  ask<micros>(*s, heartbeat_atom::value);
+  advance(5s);
+  EXPECT_TRUE(loaded("s-1"));
 }
