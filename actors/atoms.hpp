@@ -8,19 +8,33 @@
 namespace sessionhost {
 
 // -- session actor --------------------------------------------------------
+/// session: CREATED → SPAWNING.
 using begin_spawn_atom = caf::atom_constant<caf::atom("s_spawn")>;
+/// session: SPAWNING → ACTIVE, with the agent that drives it.
 using activate_atom = caf::atom_constant<caf::atom("s_activate")>;
+/// session: the peer is alive.
 using heartbeat_atom = caf::atom_constant<caf::atom("s_hbeat")>;
+/// session: input (JSON text) for its session type.
 using message_atom = caf::atom_constant<caf::atom("s_message")>;
+/// session and host: mark a session TERMINATING (session:end first).
 using terminate_atom = caf::atom_constant<caf::atom("s_term")>;
+/// session: TERMINATING → CLEANED.
 using cleanup_atom = caf::atom_constant<caf::atom("s_cleanup")>;
+/// session: attach the peer (identity, connection actor).
 using attach_atom = caf::atom_constant<caf::atom("s_attach")>;
+/// session: detach the peer with a reason.
 using detach_atom = caf::atom_constant<caf::atom("s_detach")>;
+/// session: add a subscriber actor to its event bus.
 using subscribe_atom = caf::atom_constant<caf::atom("s_sub")>;
+/// session: remove a subscriber actor.
 using unsubscribe_atom = caf::atom_constant<caf::atom("s_unsub")>;
+/// session: publish an event (type, JSON data).
 using publish_atom = caf::atom_constant<caf::atom("s_publish")>;
+/// session: its session_info now.
 using info_atom = caf::atom_constant<caf::atom("s_info")>;
+/// session and host: flush, snapshot and stop the actor.
 using unload_atom = caf::atom_constant<caf::atom("s_unload")>;
+/// session: a per-session hook was registered.
 using hook_added_atom = caf::atom_constant<caf::atom("s_hookadd")>;
 /// A batch of durable events, session → subscriber (a request: the reply is
 /// the subscriber's credit).
@@ -30,45 +44,77 @@ using lagged_atom = caf::atom_constant<caf::atom("s_lagged")>;
 /// Session → subscriber: the session was unloaded; resubscribe to go on.
 using unloaded_atom = caf::atom_constant<caf::atom("s_unloaded")>;
 // Internal to the session: timers and its own flush.
+/// session, internal: hand pending events to the listener.
 using flush_atom = caf::atom_constant<caf::atom("s_flush")>;
+/// session, internal: heartbeat timer.
 using hb_check_atom = caf::atom_constant<caf::atom("s_hbcheck")>;
+/// session, internal: reconnect-grace timer.
 using grace_check_atom = caf::atom_constant<caf::atom("s_grace")>;
+/// session, internal: idle timer.
 using idle_check_atom = caf::atom_constant<caf::atom("s_idle")>;
+/// session, internal: a session type's own timer.
 using type_timer_atom = caf::atom_constant<caf::atom("s_ttimer")>;
 
 // -- persistence listener -------------------------------------------------
+/// persistence listener: a session's batch to write.
 using persist_atom = caf::atom_constant<caf::atom("p_persist")>;
+/// listener → session: durable up to seq.
 using durable_atom = caf::atom_constant<caf::atom("p_durable")>;
+/// listener → session: the store refused a write (retrying).
 using store_failed_atom = caf::atom_constant<caf::atom("p_failed")>;
+/// listener → session: a newer activation owns the session.
 using fenced_atom = caf::atom_constant<caf::atom("p_fenced")>;
+/// listener and session: answer once everything so far is durable.
 using sync_atom = caf::atom_constant<caf::atom("p_sync")>;
+/// persistence listener, internal: write what is buffered.
 using commit_atom = caf::atom_constant<caf::atom("p_commit")>;
 
 // -- session host ---------------------------------------------------------
+/// host: create a session (type, role, metadata).
 using create_atom = caf::atom_constant<caf::atom("h_create")>;
+/// host: a session's actor by id (loading it on demand).
 using get_session_atom = caf::atom_constant<caf::atom("h_get")>;
+/// host: the live session holding a role.
 using get_by_role_atom = caf::atom_constant<caf::atom("h_getrole")>;
+/// host: ids of the sessions a peer identity is attached to.
 using find_by_peer_atom = caf::atom_constant<caf::atom("h_getpeer")>;
+/// host: load a stored session (warming).
 using load_atom = caf::atom_constant<caf::atom("h_load")>;
+/// host: whether a session is loaded.
 using is_loaded_atom = caf::atom_constant<caf::atom("h_isloaded")>;
+/// host: ids of the loaded sessions.
 using loaded_ids_atom = caf::atom_constant<caf::atom("h_loaded")>;
+/// host: a page of stored sessions (filter, cursor, limit).
 using list_atom = caf::atom_constant<caf::atom("h_list")>;
+/// host: how many stored sessions match a filter.
 using count_atom = caf::atom_constant<caf::atom("h_count")>;
+/// host: unload every session, then report how many.
 using shutdown_atom = caf::atom_constant<caf::atom("h_shutdown")>;
+/// host: whether the store accepts writes.
 using healthy_atom = caf::atom_constant<caf::atom("h_healthy")>;
+/// host: a per-session hook was added to the registry.
 using add_hook_atom = caf::atom_constant<caf::atom("h_addhook")>;
 /// Session → host: my state / peer changed, I am idle, I am gone.
 using state_changed_atom = caf::atom_constant<caf::atom("h_state")>;
+/// Session → host: its peer attached or detached.
 using peer_changed_atom = caf::atom_constant<caf::atom("h_peer")>;
+/// Session → host: it is idle and may be unloaded.
 using idle_atom = caf::atom_constant<caf::atom("h_idle")>;
 
 // -- client hub and broadcast listener ------------------------------------
+/// client hub: subscribe a client actor to a session.
 using hub_subscribe_atom = caf::atom_constant<caf::atom("c_sub")>;
+/// client hub: unsubscribe a client actor.
 using hub_unsubscribe_atom = caf::atom_constant<caf::atom("c_unsub")>;
+/// client hub: events of a session for its clients.
 using broadcast_atom = caf::atom_constant<caf::atom("c_bcast")>;
+/// client hub: how many clients a session has.
 using client_count_atom = caf::atom_constant<caf::atom("c_count")>;
+/// broadcast listener: start forwarding a session.
 using watch_atom = caf::atom_constant<caf::atom("c_watch")>;
+/// broadcast listener ↔ hub: stop forwarding a session.
 using unwatch_atom = caf::atom_constant<caf::atom("c_unwatch")>;
+/// broadcast listener: the sessions it forwards.
 using watching_atom = caf::atom_constant<caf::atom("c_watching")>;
 
 } // namespace sessionhost

@@ -22,8 +22,10 @@
 
 namespace sessionhost {
 
+/// Which lifecycle moment a hook is for.
 enum class hook_kind : uint8_t { session_open, session_close, heartbeat_timeout };
 
+/// "session_open", "session_close", "heartbeat_timeout".
 const char* to_string(hook_kind k) noexcept;
 
 /// What a hook may do to the session that fires it, synchronously, while it
@@ -41,15 +43,20 @@ public:
 
 /// What a hook is told.
 struct hook_event {
+  /// The session that fires.
   std::string session_id;
+  /// Which hook this is.
   hook_kind kind;
-  metadata_map metadata;            // "reason", "reconnects", "peer", …
-  session_control* control = nullptr; // valid only during the call
+  metadata_map metadata;            ///< "reason", "reconnects", "peer", …
+  session_control* control = nullptr; ///< valid only during the call
 };
 
+/// A hook. Runs inside the session actor: must not block.
 using hook_fn = std::function<void(const hook_event&)>;
+/// Names a registered hook (to unregister it); never 0.
 using hook_id = uint64_t;
 
+/// The hooks of one host, host-wide and per session. Thread-safe.
 class hook_registry {
 public:
   /// Adds a hook; `session_id` empty means host-wide. A disabled hook is
@@ -78,6 +85,7 @@ public:
   /// One enabled hook of that kind by id (to fire a fresh open-hook).
   std::shared_ptr<const hook_fn> get(hook_kind kind, hook_id id) const;
 
+  /// How many hooks are registered (enabled or not).
   size_t size() const;
 
 private:
@@ -89,8 +97,8 @@ private:
     std::shared_ptr<const hook_fn> fn;
   };
   mutable std::mutex mtx_;
-  std::vector<entry> entries_; // guarded by mtx_, ordered by id
-  hook_id next_id_ = 1;        // guarded by mtx_
+  std::vector<entry> entries_; ///< guarded by mtx_, ordered by id
+  hook_id next_id_ = 1;        ///< guarded by mtx_
 };
 
 } // namespace sessionhost

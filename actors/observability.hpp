@@ -17,27 +17,41 @@
 
 namespace sessionhost {
 
+/// One lifecycle event of one session, as recorded.
 struct lifecycle_record {
+  /// When it happened (the host's clock).
   micros ts = 0;
+  /// The session it happened to.
   std::string session_id;
+  /// The event name: session_open, status:changed, …
   std::string name;
+  /// Its metadata ("reason", "state", "peer", …).
   metadata_map metadata;
 };
 
 /// Monotonic counters (read with .load()).
 struct host_counters {
+  /// Events emitted by sessions.
   std::atomic<uint64_t> events_published{0};
+  /// Events the persistence listener made durable.
   std::atomic<uint64_t> events_persisted{0};
+  /// Subscribers dropped for lagging.
   std::atomic<uint64_t> subscribers_dropped{0};
+  /// Publishes refused with `overloaded`.
   std::atomic<uint64_t> publishes_refused{0};
+  /// Store writes that failed (and were retried).
   std::atomic<uint64_t> store_failures{0};
+  /// Hooks that threw.
   std::atomic<uint64_t> hook_failures{0};
 };
 
+/// Lifecycle records and counters of one host. Thread-safe.
 class observability_hub {
 public:
+  /// Keeps at most `capacity` records.
   explicit observability_hub(size_t capacity = 100'000) : capacity_(capacity) {}
 
+  /// Appends a record (dropping the oldest past the capacity).
   void record(lifecycle_record rec);
 
   /// Every retained record, oldest first.
@@ -49,8 +63,10 @@ public:
   /// Just the names of one session's records, oldest first (handy in tests).
   std::vector<std::string> names_for(const std::string& session_id) const;
 
+  /// Drops every record (counters stay).
   void clear();
 
+  /// The counters, updated by the host's actors.
   host_counters counters;
   /// False while the store refuses writes (set by the persistence listener).
   std::atomic<bool> store_healthy{true};

@@ -6,6 +6,8 @@ namespace caf { class actor_system_config; }
 
 namespace sessionhost {
 
+/// Registers sessionhost's message types on `cfg` (sessionhost_config does
+/// this already). Call it before the actor system is started.
 void register_types(caf::actor_system_config& cfg);
 
 } // namespace sessionhost

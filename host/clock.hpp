@@ -16,21 +16,27 @@ using micros = int64_t;
 class clock {
 public:
   virtual ~clock();
+  /// The current time.
   virtual micros now() const noexcept = 0;
 };
 
 /// The real wall clock.
 class system_clock final : public clock {
 public:
+  /// std::chrono::system_clock, in microseconds.
   micros now() const noexcept override;
 };
 
 /// A clock that moves only when told to (unit tests).
 class manual_clock final : public clock {
 public:
+  /// Starts at `start` (November 2023 by default).
   explicit manual_clock(micros start = 1'700'000'000'000'000) : now_(start) {}
+  /// The time it was last set or advanced to.
   micros now() const noexcept override { return now_.load(); }
+  /// Moves the time forward by `delta`.
   void advance(micros delta) noexcept { now_ += delta; }
+  /// Sets the time.
   void set(micros t) noexcept { now_ = t; }
 
 private:

@@ -17,12 +17,15 @@ enum class heartbeat_policy { reconnect_grace, terminate };
 /// What follows a reconnect grace period that ended without a reconnect.
 enum class grace_policy { keep, terminate };
 
+/// The host's tunables; the defaults are production values.
 struct host_config {
   /// A peer that sends nothing for this long has timed out.
   std::chrono::milliseconds heartbeat_timeout{30'000};
+  /// What follows a missed heartbeat.
   heartbeat_policy on_heartbeat_timeout = heartbeat_policy::reconnect_grace;
   /// How long a dropped or timed-out peer may come back as a reconnect.
   std::chrono::milliseconds reconnect_grace{30'000};
+  /// What follows a grace period without a reconnect.
   grace_policy on_grace_expired = grace_policy::keep;
   /// No subscribers, no peer, no activity for this long: unload. 0 = never.
   std::chrono::milliseconds idle_timeout{300'000};
@@ -47,6 +50,7 @@ struct host_config {
 /// `register_types` on your own config) before starting an actor system.
 class sessionhost_config : public caf::actor_system_config {
 public:
+  /// Declares the options, registers the types and the error category.
   sessionhost_config();
 };
 

@@ -15,22 +15,23 @@ namespace sessionhost {
 
 /// One code per kind of refusal; REST maps each to one status.
 enum class errc : uint8_t {
-  bad_request = 1,     // 400 malformed input
-  unauthorized,        // 401
-  forbidden,           // 403
-  not_found,           // 404 unknown (or malformed) session id
-  conflict,            // 409 duplicate role, second peer, closed session
-  too_large,           // 413
-  invalid_transition,  // 409 a lifecycle pair the table does not allow
-  overloaded,          // 503 not-yet-durable backlog full
-  internal,            // 500
-  stale_epoch,         // 409 a write from an activation that lost ownership
-  unavailable,         // 503 shutting down / store down
+  bad_request = 1,     ///< 400 malformed input
+  unauthorized,        ///< 401
+  forbidden,           ///< 403
+  not_found,           ///< 404 unknown (or malformed) session id
+  conflict,            ///< 409 duplicate role, second peer, closed session
+  too_large,           ///< 413
+  invalid_transition,  ///< 409 a lifecycle pair the table does not allow
+  overloaded,          ///< 503 not-yet-durable backlog full
+  internal,            ///< 500
+  stale_epoch,         ///< 409 a write from an activation that lost ownership
+  unavailable,         ///< 503 shutting down / store down
 };
 
 /// The CAF error category of `errc`.
 constexpr caf::atom_value error_category = caf::atom("shost");
 
+/// "bad_request", "not_found", … (the REST error codes).
 const char* to_string(errc x) noexcept;
 
 /// HTTP status for a code (400, 404, …).

@@ -13,20 +13,24 @@ namespace sessionhost {
 class id_generator {
 public:
   virtual ~id_generator();
+  /// A new id, valid by valid_session_id and never returned before.
   virtual std::string next() = 0;
 };
 
 /// Random RFC 4122 version-4 UUIDs ("3f2b…-4…").
 class uuid_generator final : public id_generator {
 public:
+  /// A random UUIDv4.
   std::string next() override;
 };
 
 /// "s-1", "s-2", … (unit tests).
 class sequential_id_generator final : public id_generator {
 public:
+  /// Ids are `prefix` + 1, 2, 3, …
   explicit sequential_id_generator(std::string prefix = "s-")
     : prefix_(std::move(prefix)) {}
+  /// The next id of the sequence.
   std::string next() override;
 
 private:

@@ -22,19 +22,21 @@ enum class lifecycle_event : uint8_t { spawn, activate, terminate, clean };
 
 /// A pair the transition table does not allow: (from, event).
 struct transition_error {
-  session_state from;
-  lifecycle_event event;
+  session_state from;     ///< the state it was in
+  lifecycle_event event;  ///< what was asked
   /// "invalid transition: ACTIVE + SPAWN"
   std::string message() const;
 };
 
 /// The outcome of `next_state`: the new state, or the TransitionError.
 struct transition {
-  session_state from;
-  lifecycle_event event;
-  std::optional<session_state> to; // empty: TransitionError
+  session_state from;     ///< the state it was in
+  lifecycle_event event;  ///< what happened
+  std::optional<session_state> to; ///< empty: TransitionError
 
+  /// Whether the pair is in the table.
   bool ok() const noexcept { return to.has_value(); }
+  /// The TransitionError (meaningful when !ok()).
   transition_error error() const noexcept { return {from, event}; }
 };
 
@@ -43,6 +45,7 @@ transition next_state(session_state state, lifecycle_event event) noexcept;
 
 /// "CREATED", "SPAWNING", … (the names the API and the store use).
 const char* to_string(session_state x) noexcept;
+/// "SPAWN", "ACTIVATE", "TERMINATE", "CLEAN".
 const char* to_string(lifecycle_event x) noexcept;
 
 /// Parses "ACTIVE" (case-sensitive, as printed by `to_string`).

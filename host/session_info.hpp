@@ -17,28 +17,32 @@
 
 namespace sessionhost {
 
+/// Free-form string metadata of a session, a hook call or a record.
 using metadata_map = std::map<std::string, std::string>;
 
+/// A session's state and bookkeeping (info(), list, the stored snapshot).
 struct session_info {
-  std::string id;
-  std::string type;          // session type name ("echo", …)
-  std::string role;          // agent id; empty: none
-  metadata_map metadata;
-  session_state state = session_state::created;
-  micros created_at = 0;
-  micros updated_at = 0;
-  micros last_heartbeat = 0; // 0: never
-  uint64_t message_count = 0;
-  uint64_t reconnects = 0;
-  std::string peer;          // identity of the attached peer; empty: none
-  bool peer_connected = false;
-  uint64_t last_seq = 0;     // highest durable seq
-  uint64_t epoch = 0;        // activation epoch that wrote this
-  bool loaded = false;       // an actor holds it now (not stored)
+  std::string id;            ///< the session id
+  std::string type;          ///< session type name ("echo", …)
+  std::string role;          ///< agent id; empty: none
+  metadata_map metadata;     ///< given at create; "agent" after activate
+  session_state state = session_state::created; ///< lifecycle state
+  micros created_at = 0;     ///< when it was created
+  micros updated_at = 0;     ///< last change of any field
+  micros last_heartbeat = 0; ///< 0: never
+  uint64_t message_count = 0; ///< messages received (message_atom)
+  uint64_t reconnects = 0;   ///< times the peer came back
+  std::string peer;          ///< identity of the attached peer; empty: none
+  bool peer_connected = false; ///< whether the peer is attached now
+  uint64_t last_seq = 0;     ///< highest durable seq
+  uint64_t epoch = 0;        ///< activation epoch that wrote this
+  bool loaded = false;       ///< an actor holds it now (not stored)
 };
 
+/// Field-wise equality.
 bool operator==(const session_info& x, const session_info& y);
 
+/// CAF serialization (messages between nodes).
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_info& x) {
   return f(caf::meta::type_name("sessionhost.session_info"), x.id, x.type,
@@ -49,11 +53,12 @@ typename Inspector::result_type inspect(Inspector& f, session_info& x) {
 
 /// Which stored sessions to list or count; empty fields match everything.
 struct session_filter {
-  std::optional<session_state> state;
-  std::string role;
-  std::string type;
+  std::optional<session_state> state; ///< only sessions in this state
+  std::string role;                   ///< only the session(s) with this role
+  std::string type;                   ///< only sessions of this type
 };
 
+/// CAF serialization (messages between nodes).
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_filter& x) {
   // CAF 0.17 cannot inspect std::optional: 0 = any state, 1 + state else.
@@ -69,6 +74,7 @@ typename Inspector::result_type inspect(Inspector& f, session_filter& x) {
            x.type, load);
 }
 
+/// Whether `info` passes `filter`.
 bool matches(const session_filter& filter, const session_info& info);
 
 } // namespace sessionhost

@@ -26,21 +26,29 @@
 
 namespace sessionhost {
 
-/// What type code may do to its session.
+/// What type code may do to its session. Valid only during the call it is
+/// passed to; never keep it.
 class session_context {
 public:
   virtual ~session_context();
+  /// The session as it is now (state, message_count, metadata, …).
   virtual const session_info& info() const = 0;
+  /// The host's (injected) clock.
   virtual micros now() const = 0;
   /// Publishes an event (JSON text payload); returns its seq. Subscribers get
   /// it once it is durable.
   virtual uint64_t publish(const std::string& type, const std::string& data) = 0;
   /// Moves the lifecycle (emits status:changed); errors on an invalid pair.
   virtual caf::error transition(lifecycle_event ev, const std::string& reason) = 0;
-  /// Calls the type's on_timer(timer_id) after `delay`.
+  /// Calls the type's on_timer(timer_id) after `delay` (not after the session
+  /// was unloaded or closed; a new activation must set its timers again in
+  /// on_start).
   virtual void set_timer(std::chrono::milliseconds delay, uint64_t timer_id) = 0;
 };
 
+/// What a session does with its input: subclass it, register a factory by
+/// name in a session_type_registry, create sessions of that type. All
+/// callbacks run inside the session actor: no locking, never block.
 class session_type {
 public:
   virtual ~session_type();
@@ -50,12 +58,14 @@ public:
   /// On every activation (creation and each load).
   virtual void on_start(session_context&) {}
   /// After a message was recorded (message_count, `message` event).
-  virtual void on_message(session_context&, const std::string& data) {}
-  virtual void on_timer(session_context&, uint64_t timer_id) {}
+  virtual void on_message(session_context&, const std::string& /*data*/) {}
+  /// A timer set with session_context::set_timer fired.
+  virtual void on_timer(session_context&, uint64_t /*timer_id*/) {}
   /// When the session is terminated, before it is cleaned.
-  virtual void on_stop(session_context&, const std::string& reason) {}
+  virtual void on_stop(session_context&, const std::string& /*reason*/) {}
 };
 
+/// Makes one session_type instance per activation of a session.
 using session_type_factory = std::function<std::unique_ptr<session_type>()>;
 
 /// Session types by name. Thread-safe.
@@ -66,9 +76,11 @@ public:
 
   /// Adds or replaces a type.
   void add(const std::string& name, session_type_factory factory);
+  /// Whether `name` is registered.
   bool contains(const std::string& name) const;
   /// A new instance, or nullptr for an unknown name.
   std::unique_ptr<session_type> make(const std::string& name) const;
+  /// Every registered name, sorted.
   std::vector<std::string> names() const;
 
 private:

@@ -11,6 +11,8 @@
 
 namespace sessionhost {
 
+/// Every session and event in one process's memory (see the file comment);
+/// each method behaves as session_store documents it.
 class memory_store final : public session_store {
 public:
   void create(const session_info& info) override;

@@ -19,19 +19,23 @@
 
 namespace sessionhost {
 
+/// What every store method throws; a throwing call changed nothing.
 class store_error : public std::runtime_error {
 public:
+  /// The kind of failure.
   enum class code {
-    stale_epoch,    // the writer's activation lost the session to a newer one
-    seq_gap,        // the first seq of a batch is not last stored seq + 1
-    conflict,       // the id exists, or the role is held by a live session
-    not_found,      // no such session
-    corrupt,        // stored bytes do not decode
-    not_a_database, // the file or schema is not a sessionhost store
-    io,             // the database failed (disk, connection, …)
-    invalid_argument, // a malformed cursor, a zero limit, …
+    stale_epoch,    ///< the writer's activation lost the session to a newer one
+    seq_gap,        ///< the first seq of a batch is not last stored seq + 1
+    conflict,       ///< the id exists, or the role is held by a live session
+    not_found,      ///< no such session
+    corrupt,        ///< stored bytes do not decode
+    not_a_database, ///< the file or schema is not a sessionhost store
+    io,             ///< the database failed (disk, connection, …)
+    invalid_argument, ///< a malformed cursor, a zero limit, …
   };
+  /// A failure of kind `c`, described by `what`.
   store_error(code c, const std::string& what) : std::runtime_error(what), code_(c) {}
+  /// The kind of failure.
   code error_code() const noexcept { return code_; }
 
 private:
@@ -40,18 +44,19 @@ private:
 
 /// One session's share of a group commit.
 struct append_batch {
-  std::string session_id;
-  uint64_t epoch = 0;              // must be >= the session's stored epoch
-  std::vector<event> events;       // seqs continue the stored stream: last + 1, …
-  std::optional<session_info> snapshot; // replaces the snapshot, same transaction
+  std::string session_id;          ///< the session written
+  uint64_t epoch = 0;              ///< must be >= the session's stored epoch
+  std::vector<event> events;       ///< seqs continue the stored stream: last + 1, …
+  std::optional<session_info> snapshot; ///< replaces the snapshot, same transaction
 };
 
 /// One page of `list`.
 struct session_page {
-  std::vector<session_info> sessions;
-  std::string next_cursor; // empty on the last page
+  std::vector<session_info> sessions; ///< ordered by (created_at, id)
+  std::string next_cursor; ///< empty on the last page
 };
 
+/// The durable home of sessions and their events (see the file comment).
 class session_store {
 public:
   virtual ~session_store();
@@ -95,12 +100,14 @@ public:
   virtual void remove(const std::string& id) = 0;
 };
 
+/// How stores are shared between the host, its listener and the caller.
 using store_ptr = std::shared_ptr<session_store>;
 
 } // namespace sessionhost
 
 namespace sessionhost {
 
+/// CAF serialization (messages between nodes).
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_page& x) {
   return f(caf::meta::type_name("sessionhost.session_page"), x.sessions,
