@@ -1,6 +1,7 @@
 #include "actors/session_actor.hpp"
 
-#include <deque>
+#include <algorithm>
+#include <iterator>
 #include <functional>
 #include <utility>
 
@@ -39,12 +40,14 @@ struct session_data : session_control, session_context {
 
   // -- event bus and output gate --------------------------------------------
   uint64_t next_seq = 1;
-  std::deque<event> pending;  // emitted, not yet durable (seq order)
+  // Vectors, not deques: an idle session must stay small, and libstdc++'s
+  // deque allocates over 500 bytes before it holds anything.
+  std::vector<event> pending; // emitted, not yet durable (seq order)
   std::vector<event> unsent;  // emitted, not yet handed to the listener
   bool flush_scheduled = false;
-  // Continuations waiting for a seq to be durable; called with an error when
-  // it never will be (fenced).
-  std::deque<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
+  // Continuations waiting for a seq to be durable (seq order); called with an
+  // error when it never will be (fenced).
+  std::vector<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
   event_bus bus;
   bool store_failing = false;
 
@@ -374,10 +377,13 @@ struct session_data : session_control, session_context {
     rec.last_seq = seq;
     store_failing = false;
     std::vector<event> released;
-    while (!pending.empty() && pending.front().seq <= seq) {
-      released.push_back(std::move(pending.front()));
-      pending.pop_front();
-    }
+    auto upto = std::find_if(pending.begin(), pending.end(),
+                             [seq](const event& e) { return e.seq > seq; });
+    released.assign(std::make_move_iterator(pending.begin()),
+                    std::make_move_iterator(upto));
+    pending.erase(pending.begin(), upto);
+    if (pending.empty())
+      pending.shrink_to_fit();
     if (!released.empty() && !bus.empty()) {
       auto last = released.back().seq;
       auto n = static_cast<uint64_t>(released.size());
@@ -395,11 +401,16 @@ struct session_data : session_control, session_context {
         caf::anon_send(sub, lagged_atom::value, rec.id, upto);
       }
     }
-    while (!waiting.empty() && waiting.front().first <= seq) {
-      auto fn = std::move(waiting.front().second);
-      waiting.pop_front();
+    auto ready = std::find_if(waiting.begin(), waiting.end(),
+                              [seq](const auto& w) { return w.first > seq; });
+    std::vector<std::function<void(const caf::error&)>> run;
+    for (auto i = waiting.begin(); i != ready; ++i)
+      run.push_back(std::move(i->second));
+    waiting.erase(waiting.begin(), ready);
+    if (waiting.empty())
+      waiting.shrink_to_fit();
+    for (auto& fn : run) // may emit and append to `waiting`
       fn(caf::none);
-    }
     if (pending.empty())
       arm_idle_timer();
   }

@@ -36,7 +36,7 @@ struct host_state {
   std::unordered_map<std::string, std::vector<std::function<void()>>> unloading;
   bool shutting_down = false;
   // Every live session actor, shared with the exit path.
-  std::shared_ptr<std::vector<caf::actor>> spawned;
+  std::shared_ptr<std::unordered_map<caf::actor_addr, caf::actor>> spawned;
 };
 
 using self_pointer = session_host_actor::stateful_pointer<host_state>;
@@ -76,10 +76,7 @@ void forget(host_state& st, const std::string& id) {
     return;
   index_peer(st, id, "");
   auto addr = i->second.handle.address();
-  auto& sp = *st.spawned;
-  sp.erase(std::remove_if(sp.begin(), sp.end(),
-                          [&](const caf::actor& a) { return a.address() == addr; }),
-           sp.end());
+  st.spawned->erase(addr);
   st.by_addr.erase(addr);
   st.loaded.erase(i);
 }
@@ -94,7 +91,7 @@ session_actor adopt(self_pointer self, session_info info,
                                             st.args.services,
                                             session_host_actor{self}, is_new});
   self->monitor(handle);
-  st.spawned->push_back(caf::actor_cast<caf::actor>(handle));
+  st.spawned->emplace(handle.address(), caf::actor_cast<caf::actor>(handle));
   st.loaded[id] = host_state::entry{handle, state, ""};
   st.by_addr[handle.address()] = id;
   return handle;
@@ -219,10 +216,10 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
   // Sessions do not outlive their host (a killed host would otherwise leave
   // them running, and ~actor_system waiting for them). The state is gone by
   // the time attached functors run, so they get their own list.
-  auto sessions = std::make_shared<std::vector<caf::actor>>();
+  auto sessions = std::make_shared<std::unordered_map<caf::actor_addr, caf::actor>>();
   self->state.spawned = sessions;
   self->attach_functor([sessions](const caf::error&) {
-    for (auto& s : *sessions)
+    for (auto& [addr, s] : *sessions)
       caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
   });
   self->set_down_handler([self](caf::down_msg& dm) {

@@ -1,0 +1,172 @@
+// core_bench: in-process figures of the core, one JSON line each.
+//
+//   activation      create N sessions through the host (memory store): sessions/s
+//   memory          resident bytes per loaded idle session at N sessions
+//   reload          unload + load round trip of one session: µs
+//   publish         durable publish throughput, one session and 100 sessions,
+//                   with one subscriber each: events/s
+//
+// Usage: core_bench [--sessions=N] [--store=memory:|sqlite:PATH] [--quick]
+// (--quick: tiny sizes, for CI to keep the benchmark working).
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "host/embedded_host.hpp"
+#include "host/error.hpp"
+#include "host/store/open_store.hpp"
+
+using namespace sessionhost;
+using namespace std::chrono;
+using namespace std::chrono_literals;
+
+namespace {
+
+size_t rss_bytes() {
+  std::ifstream in{"/proc/self/statm"};
+  size_t pages = 0, resident = 0;
+  in >> pages >> resident;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+double seconds_since(steady_clock::time_point t0) {
+  return duration<double>(steady_clock::now() - t0).count();
+}
+
+std::string arg(int argc, char** argv, const std::string& name,
+                const std::string& fallback) {
+  auto prefix = "--" + name + "=";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind(prefix, 0) == 0)
+      return a.substr(prefix.size());
+    if (a == "--" + name)
+      return "1";
+  }
+  return fallback;
+}
+
+// Sends requests in windows of `window` and waits for all replies: the host
+// and sessions stay busy without unbounded queues.
+template <class Make>
+size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make) {
+  size_t ok = 0;
+  for (size_t done = 0; done < n;) {
+    size_t batch = std::min(window, n - done);
+    for (size_t i = 0; i < batch; ++i)
+      make(done + i);
+    for (size_t i = 0; i < batch; ++i)
+      self->receive([&](session_info&) { ++ok; }, [&](uint64_t) { ++ok; },
+                    [&](caf::error& e) {
+                      std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
+                    });
+    done += batch;
+  }
+  return ok;
+}
+
+caf::behavior counting_subscriber(caf::event_based_actor*,
+                                  std::shared_ptr<std::atomic<uint64_t>> n) {
+  return {[n](events_atom, const std::string&, const std::vector<event>& evs) {
+    *n += evs.size();
+  }};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bool quick = arg(argc, argv, "quick", "") == "1";
+  size_t sessions = std::stoul(arg(argc, argv, "sessions", quick ? "1000" : "100000"));
+  std::string store_url = arg(argc, argv, "store", "memory:");
+  size_t events = quick ? 2000 : 200000;
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  host_options opts;
+  opts.store = open_store(store_url, "/tmp");
+  opts.config.idle_timeout = 0ms;
+  embedded_host host{sys, opts};
+
+  // -- activation and memory ---------------------------------------------
+  auto rss0 = rss_bytes();
+  auto t0 = steady_clock::now();
+  auto created = pipelined(self, sessions, 1000, [&](size_t) {
+    self->send(host.host(), create_atom::value, std::string{"agent"},
+               std::string{}, metadata_map{});
+  });
+  auto secs = seconds_since(t0);
+  auto rss1 = rss_bytes();
+  std::printf("{\"bench\":\"activation\",\"store\":\"%s\",\"sessions\":%zu,"
+              "\"seconds\":%.3f,\"sessions_per_s\":%.0f}\n",
+              store_url.c_str(), created, secs, created / secs);
+  std::printf("{\"bench\":\"memory_per_idle_session\",\"sessions\":%zu,"
+              "\"rss_delta_bytes\":%zu,\"bytes_per_session\":%.0f}\n",
+              created, rss1 - rss0,
+              static_cast<double>(rss1 - rss0) / static_cast<double>(created));
+
+  // -- unload/load round trip ---------------------------------------------
+  session_info one;
+  self->request(host.host(), 10s, create_atom::value, std::string{"agent"},
+                std::string{}, metadata_map{})
+    .receive([&](session_info& i) { one = i; }, [](caf::error&) {});
+  const int rounds = quick ? 50 : 2000;
+  t0 = steady_clock::now();
+  for (int i = 0; i < rounds; ++i) {
+    self->request(host.host(), 10s, unload_atom::value, one.id)
+      .receive([](session_info&) {}, [](caf::error&) {});
+    self->request(host.host(), 10s, load_atom::value, one.id)
+      .receive([](session_info&) {}, [](caf::error&) {});
+  }
+  std::printf("{\"bench\":\"unload_load_round_trip\",\"store\":\"%s\","
+              "\"rounds\":%d,\"us_per_round_trip\":%.1f}\n",
+              store_url.c_str(), rounds, seconds_since(t0) * 1e6 / rounds);
+
+  // -- durable publish throughput -----------------------------------------
+  for (size_t fan : {size_t{1}, size_t{100}}) {
+    std::vector<session_actor> targets;
+    auto received = std::make_shared<std::atomic<uint64_t>>(0);
+    std::vector<caf::actor> subs;
+    for (size_t i = 0; i < fan; ++i) {
+      session_info info;
+      self->request(host.host(), 10s, create_atom::value, std::string{"agent"},
+                    std::string{}, metadata_map{})
+        .receive([&](session_info& x) { info = x; }, [](caf::error&) {});
+      self->request(host.host(), 10s, get_session_atom::value, info.id)
+        .receive([&](session_actor& h) { targets.push_back(h); },
+                 [](caf::error&) {});
+      auto sub = sys.spawn(counting_subscriber, received);
+      subs.push_back(sub);
+      self->request(targets.back(), 10s, subscribe_atom::value, sub)
+        .receive([](uint64_t) {}, [](caf::error&) {});
+    }
+    std::string payload = R"({"block_id":"b1","delta":")" + std::string(160, 'x') + "\"}";
+    t0 = steady_clock::now();
+    auto acked = pipelined(self, events, 2000, [&](size_t i) {
+      self->send(targets[i % fan], publish_atom::value,
+                 std::string{"block:delta"}, payload);
+    });
+    auto pub_secs = seconds_since(t0);
+    auto deadline = steady_clock::now() + 30s;
+    while (*received < acked && steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    std::printf("{\"bench\":\"durable_publish\",\"store\":\"%s\",\"sessions\":%zu,"
+                "\"events\":%zu,\"acked_per_s\":%.0f,\"delivered\":%llu}\n",
+                store_url.c_str(), fan, acked, acked / pub_secs,
+                static_cast<unsigned long long>(received->load()));
+    for (auto& s : subs)
+      caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  }
+  host.stop();
+  return 0;
+}
