@@ -506,6 +506,22 @@ caf::error check_publish(const session_data& st, const std::string& type,
   return caf::none;
 }
 
+// The shape of every state-changing request: refuse while unloading, apply
+// `change` (which may emit), and answer with the info once what it emitted
+// is durable.
+template <class Change>
+caf::result<session_info> change_then_reply(self_pointer self, Change change) {
+  auto& st = self->state;
+  if (auto err = check_open(st))
+    return err;
+  if (auto err = change(st))
+    return err;
+  st.touch();
+  auto rp = self->make_response_promise<session_info>();
+  st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
+  return rp;
+}
+
 session_actor::behavior_type session_behavior(self_pointer self,
                                               session_start start) {
   auto& st = self->state;
@@ -542,29 +558,18 @@ session_actor::behavior_type session_behavior(self_pointer self,
       st.touch();
   });
   return {
-    [self](begin_spawn_atom) -> caf::result<session_info> {
-      auto& st = self->state;
-      if (auto err = check_open(st))
-        return err;
-      if (auto err = st.change_state(lifecycle_event::spawn, ""))
-        return err;
-      st.touch();
-      auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
-      return rp;
+    [self](begin_spawn_atom) {
+      return change_then_reply(self, [](session_data& st) {
+        return st.change_state(lifecycle_event::spawn, "");
+      });
     },
-    [self](activate_atom, const std::string& agent) -> caf::result<session_info> {
-      auto& st = self->state;
-      if (auto err = check_open(st))
+    [self](activate_atom, const std::string& agent) {
+      return change_then_reply(self, [&agent](session_data& st) {
+        auto err = st.change_state(lifecycle_event::activate, "");
+        if (!err && !agent.empty())
+          st.rec.metadata["agent"] = agent;
         return err;
-      if (auto err = st.change_state(lifecycle_event::activate, ""))
-        return err;
-      if (!agent.empty())
-        st.rec.metadata["agent"] = agent;
-      st.touch();
-      auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
-      return rp;
+      });
     },
     [self](heartbeat_atom) -> caf::result<micros> {
       auto& st = self->state;
@@ -593,48 +598,25 @@ session_actor::behavior_type session_behavior(self_pointer self,
       st.reply_when_durable<uint64_t>(rp, [first] { return first; });
       return rp;
     },
-    [self](terminate_atom, const std::string& reason) -> caf::result<session_info> {
-      auto& st = self->state;
-      if (auto err = check_open(st))
-        return err;
-      if (auto err = st.terminate(reason.empty() ? "requested" : reason))
-        return err;
-      st.touch();
-      auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
-      return rp;
+    [self](terminate_atom, const std::string& reason) {
+      return change_then_reply(self, [&reason](session_data& st) {
+        return st.terminate(reason.empty() ? "requested" : reason);
+      });
     },
-    [self](cleanup_atom) -> caf::result<session_info> {
-      auto& st = self->state;
-      if (auto err = check_open(st))
-        return err;
-      if (auto err = st.change_state(lifecycle_event::clean, ""))
-        return err;
-      st.touch();
-      auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
-      return rp;
+    [self](cleanup_atom) {
+      return change_then_reply(self, [](session_data& st) {
+        return st.change_state(lifecycle_event::clean, "");
+      });
     },
-    [self](attach_atom, const std::string& identity,
-           caf::actor conn) -> caf::result<session_info> {
-      auto& st = self->state;
-      if (auto err = check_open(st))
-        return err;
-      if (auto err = st.attach(identity, std::move(conn)))
-        return err;
-      auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
-      return rp;
+    [self](attach_atom, const std::string& identity, caf::actor conn) {
+      return change_then_reply(self, [&](session_data& st) {
+        return st.attach(identity, std::move(conn));
+      });
     },
-    [self](detach_atom, const std::string& reason) -> caf::result<session_info> {
-      auto& st = self->state;
-      if (auto err = check_open(st))
-        return err;
-      if (auto err = st.detach(reason))
-        return err;
-      auto rp = self->make_response_promise<session_info>();
-      st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
-      return rp;
+    [self](detach_atom, const std::string& reason) {
+      return change_then_reply(self, [&reason](session_data& st) {
+        return st.detach(reason);
+      });
     },
     [self](subscribe_atom, caf::actor sub) -> caf::result<uint64_t> {
       auto& st = self->state;
