@@ -133,7 +133,7 @@ void memory_store::append(const std::vector<append_batch>& batches) {
     auto& r = sessions_[b.session_id];
     r.epoch = std::max(r.epoch, b.epoch);
     for (auto& e : b.events) {
-      r.events.push_back(e);
+      r.events.emplace(e.seq, e);
       r.last_seq = e.seq;
     }
     if (b.snapshot)
@@ -149,8 +149,9 @@ std::vector<event> memory_store::read_events(const std::string& id,
   if (i == sessions_.end())
     return out;
   auto& evs = i->second.events;
-  for (size_t k = after_seq; k < evs.size() && out.size() < limit; ++k)
-    out.push_back(evs[k]);
+  for (auto k = evs.upper_bound(after_seq); k != evs.end() && out.size() < limit;
+       ++k)
+    out.push_back(k->second);
   return out;
 }
 
@@ -217,6 +218,72 @@ void memory_store::remove(const std::string& id) {
   if (fail_writes_)
     throw store_error(code::io, "injected write failure");
   sessions_.erase(id);
+}
+
+purge_result memory_store::purge(const retention_policy& policy, micros now) {
+  purge_result out;
+  auto chunk = std::max<size_t>(policy.chunk_rows, 1);
+  auto budget_left = [&] {
+    return policy.max_rows == 0 || out.events + out.sessions < policy.max_rows;
+  };
+  // One chunk per lock hold, like the durable stores' transactions.
+  if (policy.max_event_age.count() > 0) {
+    auto cutoff = now - policy.max_event_age.count();
+    for (bool more = true; more && budget_left();) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (fail_writes_)
+        throw store_error(code::io, "injected write failure");
+      size_t n = 0;
+      for (auto& [id, r] : sessions_) {
+        auto bound = std::min(r.snapshot.last_seq,
+                              r.last_seq > policy.keep_events
+                                ? r.last_seq - policy.keep_events
+                                : 0);
+        for (auto i = r.events.begin();
+             i != r.events.end() && i->first <= bound && n < chunk;) {
+          if (i->second.ts < cutoff) {
+            i = r.events.erase(i);
+            ++n;
+          } else {
+            ++i;
+          }
+        }
+      }
+      out.events += n;
+      more = n == chunk;
+    }
+  }
+  if (policy.cleaned_grace.count() > 0) {
+    auto cutoff = now - policy.cleaned_grace.count();
+    for (bool more = true; more && budget_left();) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (fail_writes_)
+        throw store_error(code::io, "injected write failure");
+      more = false;
+      for (auto i = sessions_.begin(); i != sessions_.end();) {
+        auto& snap = i->second.snapshot;
+        if (snap.state != session_state::cleaned || snap.updated_at >= cutoff) {
+          ++i;
+          continue;
+        }
+        if (i->second.events.size() >= chunk) {
+          // Events first, in chunks; the session row goes with the last one.
+          auto& evs = i->second.events;
+          auto end = evs.begin();
+          std::advance(end, static_cast<std::ptrdiff_t>(chunk));
+          evs.erase(evs.begin(), end);
+          out.events += chunk;
+          more = true;
+          break;
+        }
+        out.events += i->second.events.size();
+        ++out.sessions;
+        i = sessions_.erase(i);
+      }
+    }
+  }
+  out.truncated = !budget_left();
+  return out;
 }
 
 } // namespace sessionhost

@@ -26,6 +26,7 @@ public:
                     size_t limit) override;
   uint64_t count(const session_filter& filter) override;
   void remove(const std::string& id) override;
+  purge_result purge(const retention_policy& policy, micros now) override;
 
   /// Makes every following write throw `io` until called with false
   /// (fault injection for the persistence tests).
@@ -36,7 +37,7 @@ private:
     session_info snapshot;
     uint64_t last_seq = 0;
     uint64_t epoch = 0;
-    std::vector<event> events; // events[i].seq == i + 1
+    std::map<uint64_t, event> events; // by seq; purge may remove old ones
   };
 
   session_info view(const record& r) const;

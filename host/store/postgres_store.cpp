@@ -46,6 +46,15 @@ CREATE TABLE sessionhost.events (
   PRIMARY KEY (session_id, seq)
 );
 )sql";
+// Version 2: what retention filters by becomes columns (see migrate_to_2).
+constexpr const char* schema_v2 = R"sql(
+ALTER TABLE sessionhost.sessions
+  ADD COLUMN updated_at bigint NOT NULL DEFAULT 0,
+  ADD COLUMN snapshot_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE sessionhost.events ADD COLUMN ts bigint NOT NULL DEFAULT 0;
+CREATE INDEX sessions_cleaned ON sessionhost.sessions (updated_at)
+  WHERE state = 'CLEANED';
+)sql";
 // Ids are compared with COLLATE "C" (bytewise) so that list order is the same
 // as the other stores' whatever the database's locale.
 
@@ -79,6 +88,29 @@ void put_u32(std::string& out, uint32_t x) {
   char b[4] = {static_cast<char>(x >> 24), static_cast<char>(x >> 16),
                static_cast<char>(x >> 8), static_cast<char>(x)};
   out.append(b, 4);
+}
+
+void put_u64(std::string& out, uint64_t x) {
+  put_u32(out, static_cast<uint32_t>(x >> 32));
+  put_u32(out, static_cast<uint32_t>(x));
+}
+
+/// The `ts` of `evs[from, from + n)` as a binary bigint[] (see bytea_array).
+pqxx::binarystring int8_array(const std::vector<event>& evs, size_t from,
+                              size_t n) {
+  constexpr uint32_t int8_oid = 20;
+  std::string out;
+  out.reserve(20 + 12 * n);
+  put_u32(out, 1);
+  put_u32(out, 0);
+  put_u32(out, int8_oid);
+  put_u32(out, static_cast<uint32_t>(n));
+  put_u32(out, 1);
+  for (size_t k = from; k < from + n; ++k) {
+    put_u32(out, 8);
+    put_u64(out, static_cast<uint64_t>(evs[k].ts));
+  }
+  return bytes(out);
 }
 
 /// `items[from, from + n)` in PostgreSQL's binary array format (array_recv):
@@ -127,16 +159,19 @@ void prepare_statements(pqxx::connection& c) {
             " AND state <> 'CLEANED' AND id <> $2 LIMIT 1");
   c.prepare("insert_session",
             "INSERT INTO sessionhost.sessions (id, type, role, state, created_at,"
-            " last_seq, epoch, snapshot) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)");
+            " last_seq, epoch, snapshot, updated_at, snapshot_seq)"
+            " VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, 0)");
   c.prepare("insert_events",
-            "INSERT INTO sessionhost.events (session_id, seq, envelope)"
-            " SELECT $1, $2::bigint + t.ord - 1, t.env"
-            " FROM unnest($3::bytea[]) WITH ORDINALITY AS t(env, ord)");
+            "INSERT INTO sessionhost.events (session_id, seq, envelope, ts)"
+            " SELECT $1, $2::bigint + t.ord - 1, t.env, t.ts"
+            " FROM unnest($3::bytea[], $4::bigint[]) WITH ORDINALITY"
+            " AS t(env, ts, ord)");
   c.prepare("update_tail",
             "UPDATE sessionhost.sessions SET last_seq = $2, epoch = $3 WHERE id = $1");
   c.prepare("update_snapshot",
             "UPDATE sessionhost.sessions SET last_seq = $2, epoch = $3, type = $4,"
-            " role = $5, state = $6, created_at = $7, snapshot = $8 WHERE id = $1");
+            " role = $5, state = $6, created_at = $7, snapshot = $8,"
+            " updated_at = $9, snapshot_seq = $10 WHERE id = $1");
   c.prepare("activate",
             "UPDATE sessionhost.sessions SET epoch = epoch + 1 WHERE id = $1"
             " RETURNING epoch");
@@ -151,6 +186,62 @@ void prepare_statements(pqxx::connection& c) {
   c.prepare("delete_session", "DELETE FROM sessionhost.sessions WHERE id = $1");
   c.prepare("delete_events",
             "DELETE FROM sessionhost.events WHERE session_id = $1");
+  // Retention. The bounds come from the session row in the same statement;
+  // snapshot_seq and last_seq only grow, so a concurrent append only makes
+  // them more permissive, never wrong.
+  c.prepare("event_candidates",
+            "SELECT id FROM sessionhost.sessions WHERE id > $1"
+            " AND least(snapshot_seq, last_seq - $2) >= 1 ORDER BY id LIMIT $3");
+  c.prepare("purge_old_events",
+            "DELETE FROM sessionhost.events WHERE session_id = $1 AND seq IN ("
+            " SELECT e.seq FROM sessionhost.events e"
+            " JOIN sessionhost.sessions s ON s.id = e.session_id"
+            " WHERE e.session_id = $1 AND e.seq <= s.snapshot_seq"
+            " AND e.seq + $2 <= s.last_seq AND e.ts < $3 ORDER BY e.seq LIMIT $4)");
+  c.prepare("cleaned_candidates",
+            "SELECT id FROM sessionhost.sessions WHERE state = 'CLEANED'"
+            " AND updated_at < $1 AND id > $2 ORDER BY id LIMIT $3");
+  c.prepare("cleaned_lock",
+            "SELECT 1 FROM sessionhost.sessions WHERE id = $1"
+            " AND state = 'CLEANED' AND updated_at < $2 FOR UPDATE");
+  c.prepare("purge_first_events",
+            "DELETE FROM sessionhost.events WHERE session_id = $1 AND seq IN ("
+            " SELECT seq FROM sessionhost.events WHERE session_id = $1"
+            " ORDER BY seq LIMIT $2)");
+}
+
+/// Fills the version 2 columns of existing rows from their protobuf bytes. A
+/// row that does not decode gets values retention never acts on.
+void migrate_to_2(pqxx::work& tx) {
+  constexpr auto never = std::numeric_limits<int64_t>::max();
+  for (auto row : tx.exec("SELECT id, snapshot, last_seq FROM sessionhost.sessions")) {
+    int64_t updated = never, covered = 0;
+    try {
+      pqxx::binarystring blob{row[1]};
+      auto info = decode_snapshot(view(blob));
+      updated = info.updated_at;
+      covered = std::min(static_cast<int64_t>(info.last_seq), row[2].as<int64_t>());
+    } catch (const store_error& e) {
+      if (e.error_code() != code::corrupt)
+        throw;
+    }
+    tx.exec_params0("UPDATE sessionhost.sessions SET updated_at = $2,"
+                    " snapshot_seq = $3 WHERE id = $1",
+                    row[0].as<std::string>(), updated, covered);
+  }
+  for (auto row : tx.exec("SELECT session_id, seq, envelope FROM sessionhost.events")) {
+    int64_t ts = never;
+    try {
+      pqxx::binarystring blob{row[2]};
+      ts = decode_event(view(blob)).ts;
+    } catch (const store_error& e) {
+      if (e.error_code() != code::corrupt)
+        throw;
+    }
+    tx.exec_params0("UPDATE sessionhost.events SET ts = $3 WHERE session_id = $1"
+                    " AND seq = $2",
+                    row[0].as<std::string>(), row[1].as<int64_t>(), ts);
+  }
 }
 
 /// Runs `f`, turning libpqxx exceptions into `store_error`. Sets `broken`
@@ -294,6 +385,10 @@ struct postgres_store::impl {
         return; // rolled back: nothing to do
       if (version < 1)
         tx.exec0(schema_v1);
+      if (version < 2) {
+        tx.exec0(schema_v2);
+        migrate_to_2(tx);
+      }
       // Later versions add their steps here, each guarded by `version < N`.
       tx.exec_params0("INSERT INTO sessionhost.meta (key, value)"
                       " VALUES ('schema_version', $1) ON CONFLICT (key)"
@@ -330,7 +425,8 @@ void postgres_store::create(const session_info& info) {
     // the primary key or the partial unique index (unique_violation).
     tx.exec_prepared0("insert_session", info.id, info.type, info.role,
                       to_string(info.state), static_cast<int64_t>(info.created_at),
-                      to_db(info.epoch), bytes(blob));
+                      to_db(info.epoch), bytes(blob),
+                      static_cast<int64_t>(info.updated_at));
     tx.commit();
   });
 }
@@ -411,7 +507,8 @@ void postgres_store::append(const std::vector<append_batch>& batches) {
       for (size_t from = 0; from < evs.size(); from += insert_chunk) {
         auto n = std::min(insert_chunk, evs.size() - from);
         tx.exec_prepared0("insert_events", b.session_id, to_db(evs[from].seq),
-                          bytea_array(envelopes[i], from, n));
+                          bytea_array(envelopes[i], from, n),
+                          int8_array(evs, from, n));
       }
     }
     for (auto& [id, t] : tails) {
@@ -420,7 +517,10 @@ void postgres_store::append(const std::vector<append_batch>& batches) {
         tx.exec_prepared0("update_snapshot", id, to_db(t.last_seq), to_db(t.epoch),
                           s.type, s.role, to_string(s.state),
                           static_cast<int64_t>(s.created_at),
-                          bytes(snapshots[*t.snapshot_index]));
+                          bytes(snapshots[*t.snapshot_index]),
+                          static_cast<int64_t>(s.updated_at),
+                          // Covers at most what is stored.
+                          to_db(std::min(s.last_seq, t.last_seq)));
       } else {
         tx.exec_prepared0("update_tail", id, to_db(t.last_seq), to_db(t.epoch));
       }
@@ -553,6 +653,107 @@ void postgres_store::remove(const std::string& id) {
     tx.exec_prepared0("delete_events", id);
     tx.commit();
   });
+}
+
+} // namespace sessionhost
+
+namespace sessionhost {
+
+namespace {
+
+constexpr int64_t candidate_page = 256;
+
+std::vector<std::string> ids_of(const pqxx::result& r) {
+  std::vector<std::string> out;
+  out.reserve(r.size());
+  for (auto row : r)
+    out.push_back(row[0].as<std::string>());
+  return out;
+}
+
+} // namespace
+
+purge_result postgres_store::purge(const retention_policy& policy, micros now) {
+  purge_result out;
+  auto chunk = static_cast<int64_t>(std::clamp<size_t>(policy.chunk_rows, 1, 1'000'000));
+  auto budget_left = [&] {
+    return policy.max_rows == 0 || out.events + out.sessions < policy.max_rows;
+  };
+  if (policy.max_event_age.count() > 0) {
+    auto cutoff = static_cast<int64_t>(now - policy.max_event_age.count());
+    auto keep = to_db(policy.keep_events);
+    std::string after;
+    for (bool more = true; more && budget_left();) {
+      auto ids = impl_->with_connection([&](pqxx::connection& c) {
+        pqxx::nontransaction tx{c};
+        return ids_of(tx.exec_prepared("event_candidates", after, keep, candidate_page));
+      });
+      more = static_cast<int64_t>(ids.size()) == candidate_page;
+      if (!ids.empty())
+        after = ids.back();
+      // Sessions share a transaction up to `chunk` rows; DELETE locks only
+      // the event rows it removes, never the session row an append locks.
+      for (size_t pos = 0; pos < ids.size() && budget_left();) {
+        out.events += impl_->with_connection([&](pqxx::connection& c) {
+          pqxx::work tx{c};
+          int64_t n = 0;
+          while (pos < ids.size() && n < chunk) {
+            auto d = static_cast<int64_t>(
+              tx.exec_prepared("purge_old_events", ids[pos], keep, cutoff, chunk - n)
+                .affected_rows());
+            if (d < chunk - n)
+              ++pos;
+            n += d;
+          }
+          tx.commit();
+          return static_cast<uint64_t>(n);
+        });
+      }
+    }
+  }
+  if (policy.cleaned_grace.count() > 0 && budget_left()) {
+    auto cutoff = static_cast<int64_t>(now - policy.cleaned_grace.count());
+    std::string after;
+    for (bool more = true; more && budget_left();) {
+      auto ids = impl_->with_connection([&](pqxx::connection& c) {
+        pqxx::nontransaction tx{c};
+        return ids_of(tx.exec_prepared("cleaned_candidates", cutoff, after,
+                                       candidate_page));
+      });
+      more = static_cast<int64_t>(ids.size()) == candidate_page;
+      if (!ids.empty())
+        after = ids.back();
+      for (size_t pos = 0; pos < ids.size() && budget_left();) {
+        auto [events, sessions] = impl_->with_connection([&](pqxx::connection& c) {
+          pqxx::work tx{c};
+          int64_t n = 0;
+          uint64_t removed = 0;
+          while (pos < ids.size() && n < chunk) {
+            // Locked and checked again: the candidate list is a moment old.
+            if (tx.exec_prepared("cleaned_lock", ids[pos], cutoff).empty()) {
+              ++pos;
+              continue;
+            }
+            n += static_cast<int64_t>(
+              tx.exec_prepared("purge_first_events", ids[pos], chunk - n)
+                .affected_rows());
+            if (n < chunk) {
+              tx.exec_prepared0("delete_session", ids[pos]);
+              ++removed;
+              ++n;
+              ++pos;
+            }
+          }
+          tx.commit();
+          return std::make_pair(static_cast<uint64_t>(n) - removed, removed);
+        });
+        out.events += events;
+        out.sessions += sessions;
+      }
+    }
+  }
+  out.truncated = !budget_left();
+  return out;
 }
 
 } // namespace sessionhost

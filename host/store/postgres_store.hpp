@@ -24,7 +24,7 @@ namespace sessionhost {
 class postgres_store final : public session_store {
 public:
   /// The schema version this binary writes (older ones are migrated).
-  static constexpr int schema_version = 1;
+  static constexpr int schema_version = 2;
 
   /// Connects to `url` (a libpq URI, `postgresql://user@host:port/db`) and
   /// creates or migrates the schema. Throws `io` when the server cannot be
@@ -47,6 +47,7 @@ public:
                     size_t limit) override;
   uint64_t count(const session_filter& filter) override;
   void remove(const std::string& id) override;
+  purge_result purge(const retention_policy& policy, micros now) override;
 
 private:
   struct impl;

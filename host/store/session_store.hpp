@@ -16,6 +16,7 @@
 
 #include "host/event.hpp"
 #include "host/session_info.hpp"
+#include "host/store/retention.hpp"
 
 namespace sessionhost {
 
@@ -98,6 +99,16 @@ public:
 
   /// Deletes the session and its events (no-op for an unknown id).
   virtual void remove(const std::string& id) = 0;
+
+  /// Applies `policy` (host/store/retention.hpp) as of `now`: deletes old
+  /// events and expired CLEANED sessions, in transactions of at most
+  /// `policy.chunk_rows` rows so concurrent writers never wait long. Readers
+  /// may see a session's oldest events disappear between two reads (a
+  /// `read_events` from an early seq then starts above it); the events a
+  /// load needs (above the snapshot's seq) are never deleted. Safe to run
+  /// while the session is written; throws `store_error` (what was deleted
+  /// before the failure stays deleted).
+  virtual purge_result purge(const retention_policy& policy, micros now) = 0;
 };
 
 /// How stores are shared between the host, its listener and the caller.

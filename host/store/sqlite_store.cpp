@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <limits>
 #include <mutex>
 #include <unordered_map>
@@ -234,6 +235,56 @@ void migrate_1_to_2(connection& c) {
   c.exec("CREATE INDEX sessions_by_type ON sessions (type)");
 }
 
+// Version 3: what retention filters by becomes columns — the session's
+// updated_at and the seq its snapshot covers, each event's ts — plus an index
+// that finds expired CLEANED sessions without a scan. Existing rows are
+// filled from their protobuf bytes; a row that does not decode gets values
+// that retention never acts on, and stays for `load` to report.
+void migrate_2_to_3(connection& c) {
+  c.exec("ALTER TABLE sessions ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;"
+         "ALTER TABLE sessions ADD COLUMN snapshot_seq INTEGER NOT NULL DEFAULT 0;"
+         "ALTER TABLE events ADD COLUMN ts INTEGER NOT NULL DEFAULT 0;"
+         "CREATE INDEX sessions_cleaned ON sessions (updated_at)"
+         " WHERE state = 'CLEANED';");
+  constexpr auto never = std::numeric_limits<int64_t>::max();
+  {
+    statement sel{c.get(), "SELECT id, snapshot, last_seq FROM sessions"};
+    statement upd{c.get(), "UPDATE sessions SET updated_at = ?2,"
+                           " snapshot_seq = ?3 WHERE id = ?1"};
+    use s{sel};
+    while (s->step()) {
+      int64_t updated = never, covered = 0;
+      try {
+        auto info = decode_snapshot(s->blob(1));
+        updated = info.updated_at;
+        covered = std::min(static_cast<int64_t>(info.last_seq), s->int64(2));
+      } catch (const store_error& e) {
+        if (e.error_code() != code::corrupt)
+          throw;
+      }
+      use u{upd};
+      u->bind(1, s->text(0)).bind(2, updated).bind(3, covered);
+      u->step();
+    }
+  }
+  statement sel{c.get(), "SELECT session_id, seq, envelope FROM events"};
+  statement upd{c.get(), "UPDATE events SET ts = ?3 WHERE session_id = ?1"
+                         " AND seq = ?2"};
+  use s{sel};
+  while (s->step()) {
+    int64_t ts = never;
+    try {
+      ts = decode_event(s->blob(2)).ts;
+    } catch (const store_error& e) {
+      if (e.error_code() != code::corrupt)
+        throw;
+    }
+    use u{upd};
+    u->bind(1, s->text(0)).bind(2, s->int64(1)).bind(3, ts);
+    u->step();
+  }
+}
+
 void check_header(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
@@ -295,6 +346,8 @@ void migrate(connection& c, const std::string& path) {
     c.exec(schema_v1);
   if (version < 2)
     migrate_1_to_2(c);
+  if (version < 3)
+    migrate_2_to_3(c);
   c.exec(("PRAGMA application_id = " + std::to_string(sqlite_store::application_id))
            .c_str());
   c.exec(("PRAGMA user_version = " + std::to_string(sqlite_store::schema_version))
@@ -332,11 +385,13 @@ struct sqlite_store::impl {
   std::unique_ptr<connection> writer; // guarded by write_mtx
   std::unique_ptr<statement> w_session, w_insert_event, w_update_tail,
     w_update_snapshot, w_role_taken, w_insert_session, w_activate,
-    w_delete_events, w_delete_session;
+    w_delete_events, w_delete_session, w_purge_old_events,
+    w_purge_first_events, w_cleaned_check;
 
   std::mutex read_mtx;
   std::unique_ptr<connection> reader; // guarded by read_mtx
-  std::unique_ptr<statement> r_load, r_events, r_role;
+  std::unique_ptr<statement> r_load, r_events, r_role, r_event_candidates,
+    r_cleaned_candidates;
 
   explicit impl(const std::string& p) : path(p) {
     check_header(path);
@@ -358,24 +413,40 @@ struct sqlite_store::impl {
     w_session = std::make_unique<statement>(
       w, "SELECT last_seq, epoch FROM sessions WHERE id = ?1");
     w_insert_event = std::make_unique<statement>(
-      w, "INSERT INTO events (session_id, seq, envelope) VALUES (?1, ?2, ?3)");
+      w, "INSERT INTO events (session_id, seq, envelope, ts)"
+         " VALUES (?1, ?2, ?3, ?4)");
     w_update_tail = std::make_unique<statement>(
       w, "UPDATE sessions SET last_seq = ?2, epoch = ?3 WHERE id = ?1");
     w_update_snapshot = std::make_unique<statement>(
       w, "UPDATE sessions SET last_seq = ?2, epoch = ?3, type = ?4, role = ?5,"
-         " state = ?6, created_at = ?7, snapshot = ?8 WHERE id = ?1");
+         " state = ?6, created_at = ?7, snapshot = ?8, updated_at = ?9,"
+         " snapshot_seq = ?10 WHERE id = ?1");
     w_role_taken = std::make_unique<statement>(
       w, "SELECT 1 FROM sessions WHERE role = ?1 AND state <> 'CLEANED'"
          " AND id <> ?2 LIMIT 1");
     w_insert_session = std::make_unique<statement>(
       w, "INSERT INTO sessions (id, type, role, state, created_at, last_seq,"
-         " epoch, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)");
+         " epoch, snapshot, updated_at, snapshot_seq)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, 0)");
     w_activate = std::make_unique<statement>(
       w, "UPDATE sessions SET epoch = epoch + 1 WHERE id = ?1 RETURNING epoch");
     w_delete_events = std::make_unique<statement>(
       w, "DELETE FROM events WHERE session_id = ?1");
     w_delete_session = std::make_unique<statement>(
       w, "DELETE FROM sessions WHERE id = ?1");
+    // The bounds are read from the session row inside the deleting
+    // transaction: snapshot_seq and last_seq only grow, so they are current.
+    w_purge_old_events = std::make_unique<statement>(
+      w, "DELETE FROM events WHERE session_id = ?1 AND seq IN ("
+         " SELECT e.seq FROM events e JOIN sessions s ON s.id = e.session_id"
+         " WHERE e.session_id = ?1 AND e.seq <= s.snapshot_seq"
+         " AND e.seq + ?2 <= s.last_seq AND e.ts < ?3 ORDER BY e.seq LIMIT ?4)");
+    w_purge_first_events = std::make_unique<statement>(
+      w, "DELETE FROM events WHERE session_id = ?1 AND seq IN ("
+         " SELECT seq FROM events WHERE session_id = ?1 ORDER BY seq LIMIT ?2)");
+    w_cleaned_check = std::make_unique<statement>(
+      w, "SELECT 1 FROM sessions WHERE id = ?1 AND state = 'CLEANED'"
+         " AND updated_at < ?2");
 
     reader = std::make_unique<connection>(path, SQLITE_OPEN_READWRITE);
     reader->exec("PRAGMA query_only = 1");
@@ -388,6 +459,12 @@ struct sqlite_store::impl {
     r_role = std::make_unique<statement>(
       r, "SELECT id FROM sessions WHERE role = ?1 AND state <> 'CLEANED'"
          " ORDER BY id LIMIT 1");
+    r_event_candidates = std::make_unique<statement>(
+      r, "SELECT id FROM sessions WHERE id > ?1"
+         " AND min(snapshot_seq, last_seq - ?2) >= 1 ORDER BY id LIMIT ?3");
+    r_cleaned_candidates = std::make_unique<statement>(
+      r, "SELECT id FROM sessions WHERE state = 'CLEANED' AND updated_at < ?1"
+         " AND id > ?2 ORDER BY id LIMIT ?3");
   }
 
   ~impl() {
@@ -401,6 +478,11 @@ struct sqlite_store::impl {
     w_activate.reset();
     w_delete_events.reset();
     w_delete_session.reset();
+    w_purge_old_events.reset();
+    w_purge_first_events.reset();
+    w_cleaned_check.reset();
+    r_event_candidates.reset();
+    r_cleaned_candidates.reset();
     r_load.reset();
     r_events.reset();
     r_role.reset();
@@ -448,7 +530,8 @@ void sqlite_store::create(const session_info& info) {
       .bind(4, to_string(info.state))
       .bind(5, static_cast<int64_t>(info.created_at))
       .bind(6, to_db(info.epoch))
-      .bind_blob(7, blob);
+      .bind_blob(7, blob)
+      .bind(8, static_cast<int64_t>(info.updated_at));
     u->step();
   }
   tx.commit();
@@ -505,7 +588,10 @@ void sqlite_store::append(const std::vector<append_batch>& batches) {
                           "seq " + std::to_string(e.seq) + " does not follow "
                             + std::to_string(t.last_seq) + " in " + b.session_id);
       use u{*impl_->w_insert_event};
-      u->bind(1, b.session_id).bind(2, to_db(e.seq)).bind_blob(3, envelopes[i][k]);
+      u->bind(1, b.session_id)
+        .bind(2, to_db(e.seq))
+        .bind_blob(3, envelopes[i][k])
+        .bind(4, static_cast<int64_t>(e.ts));
       u->step();
       t.last_seq = e.seq;
     }
@@ -529,7 +615,10 @@ void sqlite_store::append(const std::vector<append_batch>& batches) {
         .bind(5, s.role)
         .bind(6, to_string(s.state))
         .bind(7, static_cast<int64_t>(s.created_at))
-        .bind_blob(8, snapshots[t.snapshot_index]);
+        .bind_blob(8, snapshots[t.snapshot_index])
+        .bind(9, static_cast<int64_t>(s.updated_at))
+        // A snapshot claiming more than is stored covers only what is.
+        .bind(10, to_db(std::min(s.last_seq, t.last_seq)));
       u->step();
     } else {
       use u{*impl_->w_update_tail};
@@ -693,6 +782,115 @@ void sqlite_store::remove(const std::string& id) {
     u->step();
   }
   tx.commit();
+}
+
+namespace {
+
+/// Sessions a rule may act on, a page at a time (ordered by id). Read on the
+/// reader connection, so finding work never holds the write lock.
+template <class Bind>
+std::vector<std::string> candidates(std::mutex& mtx, statement& st, Bind bind) {
+  std::vector<std::string> out;
+  std::lock_guard<std::mutex> guard{mtx};
+  use u{st};
+  bind(*u.operator->());
+  while (u->step())
+    out.push_back(u->text(0));
+  return out;
+}
+
+constexpr int64_t candidate_page = 256;
+
+} // namespace
+
+purge_result sqlite_store::purge(const retention_policy& policy, micros now) {
+  purge_result out;
+  auto chunk = static_cast<int64_t>(std::clamp<size_t>(policy.chunk_rows, 1, 1'000'000));
+  auto budget_left = [&] {
+    return policy.max_rows == 0 || out.events + out.sessions < policy.max_rows;
+  };
+  auto& m = *impl_;
+  if (policy.max_event_age.count() > 0) {
+    auto cutoff = now - policy.max_event_age.count();
+    auto keep = to_db(policy.keep_events);
+    std::string after;
+    for (bool more = true; more && budget_left();) {
+      auto ids = candidates(m.read_mtx, *m.r_event_candidates, [&](statement& st) {
+        st.bind(1, after).bind(2, keep).bind(3, candidate_page);
+      });
+      more = static_cast<int64_t>(ids.size()) == candidate_page;
+      if (!ids.empty())
+        after = ids.back();
+      // Several sessions share a transaction (one fsync) up to `chunk` rows;
+      // a session with more goes on in the next one.
+      for (size_t pos = 0; pos < ids.size() && budget_left();) {
+        std::lock_guard<std::mutex> guard{m.write_mtx};
+        write_transaction tx{*m.writer};
+        int64_t n = 0;
+        while (pos < ids.size() && n < chunk) {
+          use u{*m.w_purge_old_events};
+          u->bind(1, ids[pos]).bind(2, keep).bind(3, static_cast<int64_t>(cutoff))
+            .bind(4, chunk - n);
+          u->step();
+          auto d = static_cast<int64_t>(sqlite3_changes(m.writer->get()));
+          if (d < chunk - n)
+            ++pos; // this session is done
+          n += d;
+        }
+        tx.commit();
+        out.events += static_cast<uint64_t>(n);
+      }
+    }
+  }
+  if (policy.cleaned_grace.count() > 0 && budget_left()) {
+    auto cutoff = static_cast<int64_t>(now - policy.cleaned_grace.count());
+    std::string after;
+    for (bool more = true; more && budget_left();) {
+      auto ids = candidates(m.read_mtx, *m.r_cleaned_candidates, [&](statement& st) {
+        st.bind(1, cutoff).bind(2, after).bind(3, candidate_page);
+      });
+      more = static_cast<int64_t>(ids.size()) == candidate_page;
+      if (!ids.empty())
+        after = ids.back();
+      for (size_t pos = 0; pos < ids.size() && budget_left();) {
+        std::lock_guard<std::mutex> guard{m.write_mtx};
+        write_transaction tx{*m.writer};
+        int64_t n = 0;
+        uint64_t removed = 0;
+        while (pos < ids.size() && n < chunk) {
+          {
+            // Checked again under the write lock: the candidate list is a
+            // moment old.
+            use u{*m.w_cleaned_check};
+            u->bind(1, ids[pos]).bind(2, cutoff);
+            if (!u->step()) {
+              ++pos;
+              continue;
+            }
+          }
+          use u{*m.w_purge_first_events};
+          u->bind(1, ids[pos]).bind(2, chunk - n);
+          u->step();
+          auto d = static_cast<int64_t>(sqlite3_changes(m.writer->get()));
+          n += d;
+          if (n < chunk) {
+            // No events left: the session row goes in the same transaction.
+            use del{*m.w_delete_session};
+            del->bind(1, ids[pos]);
+            del->step();
+            ++removed;
+            ++n;
+            ++pos;
+          }
+        }
+        tx.commit();
+        out.events += static_cast<uint64_t>(n) - removed;
+        out.sessions += removed;
+      }
+    }
+  }
+  out.truncated = !budget_left();
+  return out;
 }
 
 void sqlite_store::backup(const std::string& dest_path) {

@@ -24,7 +24,7 @@ namespace sessionhost {
 class sqlite_store final : public session_store {
 public:
   /// The schema version this binary writes (older ones are migrated).
-  static constexpr int schema_version = 2;
+  static constexpr int schema_version = 3;
 
   /// `PRAGMA application_id` of a sessionhost database ("SHST").
   static constexpr int application_id = 0x53485354;
@@ -50,6 +50,7 @@ public:
                     size_t limit) override;
   uint64_t count(const session_filter& filter) override;
   void remove(const std::string& id) override;
+  purge_result purge(const retention_policy& policy, micros now) override;
 
   /// Writes a consistent copy of the live database to `dest_path` with
   /// SQLite's online backup API while writers go on (a write committed after

@@ -657,6 +657,173 @@ TEST_P(session_store_contract, an_old_writer_never_writes_after_a_new_activation
     EXPECT_EQ(e.epoch, e.seq <= taken_at ? old_epoch : new_epoch) << e.seq;
 }
 
+// --- retention (purge) ----------------------------------------------------------
+
+constexpr micros t0 = 1'800'000'000'000'000; // "now" of the retention tests
+constexpr micros one_day = 86'400'000'000;
+
+/// `n` events of `id` from `first`, the k-th stamped `ts_of(seq)`.
+template <class TsOf>
+std::vector<event> stamped(const std::string& id, uint64_t first, uint64_t n,
+                           TsOf ts_of) {
+  auto evs = make_events(id, first, n);
+  for (auto& e : evs)
+    e.ts = ts_of(e.seq);
+  return evs;
+}
+
+/// A snapshot of `id` that covers the events up to `covered`.
+session_info covering(const std::string& id, uint64_t covered,
+                      session_state state = session_state::active,
+                      micros updated_at = t0) {
+  auto info = make_info(id, "", "echo", state);
+  info.last_seq = covered;
+  info.updated_at = updated_at;
+  return info;
+}
+
+retention_policy event_rule(micros max_age, uint64_t keep, size_t chunk) {
+  retention_policy p;
+  p.max_event_age = std::chrono::microseconds(max_age);
+  p.keep_events = keep;
+  p.chunk_rows = chunk;
+  return p;
+}
+
+/// Three sessions of ten events that each rule limits differently, under
+/// max age 1 day and keep 3:
+///   by_age:  events 1-6 are 2 days old, 7-10 fresh   → 7..10 stay
+///   by_keep: all 2 days old                          → the newest 3 stay
+///   by_snap: all old, the snapshot covers only 1-5   → 6..10 stay
+void seed_event_retention(session_store& store) {
+  auto old_ts = [](uint64_t) { return t0 - 2 * one_day; };
+  for (auto id : {"by_age", "by_keep", "by_snap"})
+    store.create(make_info(id));
+  store.append({batch("by_age", 1, stamped("by_age", 1, 10, [](uint64_t s) {
+                        return s <= 6 ? t0 - 2 * one_day : t0 - 1000;
+                      }),
+                      covering("by_age", 10))});
+  store.append({batch("by_keep", 1, stamped("by_keep", 1, 10, old_ts),
+                      covering("by_keep", 10))});
+  store.append({batch("by_snap", 1, stamped("by_snap", 1, 5, old_ts),
+                      covering("by_snap", 5))});
+  store.append({batch("by_snap", 1, stamped("by_snap", 6, 5, old_ts))});
+}
+
+TEST_P(session_store_contract, purge_deletes_old_events_but_never_needed_ones) {
+  seed_event_retention(*store_);
+  auto r = store_->purge(event_rule(one_day, 3, 4), t0); // 4: several chunks
+  EXPECT_EQ(r.events, 6u + 7u + 5u);
+  EXPECT_EQ(r.sessions, 0u);
+  EXPECT_FALSE(r.truncated);
+  EXPECT_EQ(seqs_of(all_events(*store_, "by_age")), range(7, 10));
+  EXPECT_EQ(seqs_of(all_events(*store_, "by_keep")), range(8, 10));
+  EXPECT_EQ(seqs_of(all_events(*store_, "by_snap")), range(6, 10));
+  // Reading from an early seq starts at the oldest kept event.
+  EXPECT_EQ(store_->read_events("by_age", 2, 2).front().seq, 7u);
+  // Nothing more may go: a second purge deletes nothing.
+  EXPECT_EQ(store_->purge(event_rule(one_day, 3, 4), t0).events, 0u);
+  // Sessions are unchanged and go on where they were.
+  for (auto id : {"by_age", "by_keep", "by_snap"}) {
+    EXPECT_EQ(store_->load(id)->last_seq, 10u) << id;
+    store_->append({batch(id, 1, make_events(id, 11, 1))});
+    EXPECT_EQ(store_->load(id)->last_seq, 11u) << id;
+  }
+  // One more event pushes by_keep's seq 8 out of the newest three.
+  EXPECT_EQ(store_->purge(event_rule(one_day, 3, 4), t0).events, 1u);
+  EXPECT_EQ(seqs_of(all_events(*store_, "by_keep")), range(9, 11));
+}
+
+TEST_P(session_store_contract, purge_with_a_row_budget_resumes_where_it_stopped) {
+  seed_event_retention(*store_);
+  auto policy = event_rule(one_day, 3, 2);
+  policy.max_rows = 5;
+  uint64_t total = 0;
+  int calls = 0;
+  for (; calls < 20; ++calls) {
+    auto r = store_->purge(policy, t0);
+    // The budget is checked between transactions of at most chunk_rows.
+    EXPECT_LE(r.events, policy.max_rows + policy.chunk_rows - 1);
+    total += r.events;
+    if (!r.truncated)
+      break;
+  }
+  EXPECT_GE(calls, 3);
+  EXPECT_EQ(total, 18u);
+  EXPECT_EQ(seqs_of(all_events(*store_, "by_keep")), range(8, 10));
+}
+
+TEST_P(session_store_contract, purge_removes_cleaned_sessions_after_their_grace) {
+  // Expired: CLEANED and last updated 8 days ago, with 7 events.
+  store_->create(make_info("expired", "agent-x"));
+  store_->append({batch("expired", 1, make_events("expired", 1, 7),
+                        covering("expired", 7, session_state::cleaned,
+                                 t0 - 8 * one_day))});
+  // Kept: cleaned recently; old but not CLEANED.
+  store_->create(make_info("recent"));
+  store_->append({batch("recent", 1, make_events("recent", 1, 2),
+                        covering("recent", 2, session_state::cleaned, t0 - one_day))});
+  store_->create(make_info("live"));
+  store_->append({batch("live", 1, make_events("live", 1, 2),
+                        covering("live", 2, session_state::active,
+                                 t0 - 30 * one_day))});
+  retention_policy off;
+  EXPECT_EQ(store_->purge(off, t0).sessions, 0u) << "both rules off by default";
+  retention_policy p;
+  p.cleaned_grace = std::chrono::microseconds(7 * one_day);
+  p.chunk_rows = 3; // the expired session's events take three transactions
+  auto r = store_->purge(p, t0);
+  EXPECT_EQ(r.sessions, 1u);
+  EXPECT_EQ(r.events, 7u);
+  EXPECT_FALSE(store_->load("expired"));
+  EXPECT_TRUE(store_->read_events("expired", 0, 100).empty());
+  EXPECT_EQ(store_->count({}), 2u);
+  EXPECT_EQ(seqs_of(all_events(*store_, "recent")), range(1, 2));
+  EXPECT_EQ(seqs_of(all_events(*store_, "live")), range(1, 2));
+  EXPECT_EQ(store_->purge(p, t0).sessions, 0u);
+  // Its id is free again.
+  store_->create(make_info("expired"));
+}
+
+TEST_P(session_store_contract, purge_runs_while_sessions_are_written) {
+  constexpr int sessions = 3;
+  constexpr int appends = 60;
+  for (int s = 0; s < sessions; ++s)
+    store_->create(make_info("w" + std::to_string(s)));
+  std::atomic<bool> done{false};
+  std::atomic<int> errors{0};
+  std::thread writer([&] {
+    try {
+      for (int a = 0; a < appends; ++a)
+        for (int s = 0; s < sessions; ++s) {
+          auto id = "w" + std::to_string(s);
+          auto first = static_cast<uint64_t>(a) * 5 + 1;
+          store_->append({batch(id, 1, stamped(id, first, 5, [](uint64_t) {
+                                  return t0 - 2 * one_day;
+                                }),
+                                covering(id, first + 4))});
+        }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+      ++errors;
+    }
+    done = true;
+  });
+  auto handle = second_handle(); // retention may run in another process
+  uint64_t purged = 0;
+  for (int guard = 0; guard < 100'000 && !done; ++guard)
+    purged += handle->purge(event_rule(one_day, 10, 7), t0).events;
+  writer.join();
+  purged += handle->purge(event_rule(one_day, 10, 7), t0).events;
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(purged, sessions * (appends * 5u - 10u));
+  for (int s = 0; s < sessions; ++s) {
+    auto id = "w" + std::to_string(s);
+    EXPECT_EQ(store_->load(id)->last_seq, appends * 5u);
+    EXPECT_EQ(seqs_of(all_events(*store_, id)), range(appends * 5 - 9, appends * 5));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(stores, session_store_contract,
                          ::testing::Values("memory", "sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
@@ -777,9 +944,10 @@ std::string hex(const std::string& bytes) {
 }
 
 TEST_F(sqlite_store_test, opens_and_migrates_a_version_1_database) {
-  ASSERT_EQ(sqlite_store::schema_version, 2) << "add a test for the new step";
+  ASSERT_EQ(sqlite_store::schema_version, 3) << "add a test for the new step";
   auto info = make_info("old", "agent-1", "legacy", session_state::active, 10);
   info.message_count = 2;
+  info.last_seq = 2; // the snapshot covers both events
   std::string sql = v1_schema;
   sql += "INSERT INTO sessions VALUES ('old', 'agent-1', 'ACTIVE', 10, 2, 3, x'"
          + hex(encode_snapshot(info)) + "');";
@@ -804,6 +972,14 @@ TEST_F(sqlite_store_test, opens_and_migrates_a_version_1_database) {
   store.append({batch("old", 3, make_events("old", 3, 1, 3))});
   EXPECT_EQ(store.load("old")->last_seq, 3u);
   EXPECT_EQ(raw_int(db(), "PRAGMA user_version"), sqlite_store::schema_version);
+  // Version 3 filled the retention columns from the old bytes: event k has
+  // ts base + k, and the snapshot covers seq 2, so a cutoff of base + 2
+  // deletes exactly event 1.
+  retention_policy p;
+  p.max_event_age = std::chrono::microseconds(1);
+  auto r = store.purge(p, make_event("old", 3).ts);
+  EXPECT_EQ(r.events, 1u);
+  EXPECT_EQ(seqs_of(all_events(store, "old")), range(2, 3));
 }
 
 TEST_F(sqlite_store_test, refuses_a_newer_schema_untouched) {
@@ -967,8 +1143,36 @@ TEST(postgres_store_test, refuses_a_newer_schema) {
   }
   pg_exec(url, "UPDATE sessionhost.meta SET value = '99' WHERE key = 'schema_version'");
   EXPECT_STORE_ERROR(postgres_store{url}, code::not_a_database);
-  pg_exec(url, "UPDATE sessionhost.meta SET value = '1' WHERE key = 'schema_version'");
+  pg_exec(url, "UPDATE sessionhost.meta SET value = '"
+                 + std::to_string(postgres_store::schema_version)
+                 + "' WHERE key = 'schema_version'");
   EXPECT_TRUE(postgres_store{url}.load("s1"));
+}
+
+TEST(postgres_store_test, migrates_version_1_and_fills_the_retention_columns) {
+  ASSERT_EQ(postgres_store::schema_version, 2) << "add a test for the new step";
+  auto url = testing::fresh_postgres_database();
+  {
+    postgres_store store{url};
+    store.create(make_info("old"));
+    auto snap = make_info("old");
+    snap.last_seq = 2; // covers both events
+    store.append({batch("old", 1, make_events("old", 1, 2), snap)});
+  }
+  // Back to version 1: the same rows without the columns version 2 added.
+  pg_exec(url, "ALTER TABLE sessionhost.sessions DROP COLUMN updated_at,"
+               " DROP COLUMN snapshot_seq;"
+               " ALTER TABLE sessionhost.events DROP COLUMN ts;"
+               " UPDATE sessionhost.meta SET value = '1'"
+               " WHERE key = 'schema_version'");
+  postgres_store store{url};
+  EXPECT_EQ(all_events(store, "old"), make_events("old", 1, 2));
+  // Event k has ts base + k and the snapshot covers seq 2: a cutoff of
+  // base + 2 deletes exactly event 1.
+  retention_policy p;
+  p.max_event_age = std::chrono::microseconds(1);
+  EXPECT_EQ(store.purge(p, make_event("old", 3).ts).events, 1u);
+  EXPECT_EQ(seqs_of(all_events(store, "old")), range(2, 2));
 }
 
 TEST(postgres_store_test, undecodable_bytes_are_reported_as_corrupt) {
