@@ -81,6 +81,13 @@ using persistence_listener_actor = caf::typed_actor<
   // Answers once everything received before it is durable (or failed).
   caf::replies_to<sync_atom>::with<bool>>;
 
+/// Retention: purges the store on a timer (actors/retention_actor.hpp).
+using retention_actor = caf::typed_actor<
+  // Purges now, to the end; returns (events, sessions) deleted.
+  caf::replies_to<purge_atom>::with<uint64_t, uint64_t>,
+  // Internal: the timer, and the next step of a purge cut into steps.
+  caf::reacts_to<retention_tick_atom>>;
+
 /// The local session host (seed 004's SessionHost, seed 003's coordinator).
 using session_host_actor = caf::typed_actor<
   // create_session(type, role, metadata).

@@ -69,6 +69,10 @@ using sync_atom = caf::atom_constant<caf::atom("p_sync")>;
 /// persistence listener, internal: write what is buffered.
 using commit_atom = caf::atom_constant<caf::atom("p_commit")>;
 
+// -- retention actor ------------------------------------------------------
+using purge_atom = caf::atom_constant<caf::atom("r_purge")>;
+using retention_tick_atom = caf::atom_constant<caf::atom("r_tick")>;
+
 // -- session host ---------------------------------------------------------
 /// host: create a session (type, role, metadata).
 using create_atom = caf::atom_constant<caf::atom("h_create")>;

@@ -43,6 +43,10 @@ struct host_counters {
   std::atomic<uint64_t> store_failures{0};
   /// Hooks that threw.
   std::atomic<uint64_t> hook_failures{0};
+  /// Rows the retention actor deleted: events (by either rule) and CLEANED
+  /// sessions past their grace period.
+  std::atomic<uint64_t> events_purged{0};
+  std::atomic<uint64_t> sessions_purged{0};
 };
 
 /// Lifecycle records and counters of one host. Thread-safe.

@@ -51,6 +51,13 @@ host_config host_config::from(const caf::actor_system_config& cfg) {
                                       out.subscriber_window);
   out.commit_batch_limit = caf::get_or(cfg, "sessionhost.commit-batch-limit",
                                        out.commit_batch_limit);
+  out.retention_max_age = ms_or(cfg, "sessionhost.retention-max-age",
+                                out.retention_max_age);
+  out.retention_keep_events = caf::get_or(cfg, "sessionhost.retention-keep-events",
+                                          out.retention_keep_events);
+  out.cleaned_grace = ms_or(cfg, "sessionhost.cleaned-grace", out.cleaned_grace);
+  out.retention_interval = ms_or(cfg, "sessionhost.retention-interval",
+                                 out.retention_interval);
   out.log_level = caf::get_or(cfg, "sessionhost.log-level", out.log_level);
   return out;
 }
@@ -71,6 +78,15 @@ sessionhost_config::sessionhost_config() {
     .add<size_t>("max-backlog", "not-yet-durable events per session")
     .add<size_t>("subscriber-window", "unconfirmed events per subscriber")
     .add<size_t>("commit-batch-limit", "most events per store transaction")
+    .add<caf::timespan>("retention-max-age",
+                        "delete events older than this (0s: keep all)")
+    .add<uint64_t>("retention-keep-events",
+                   "newest events per session retention always keeps")
+    .add<caf::timespan>("cleaned-grace",
+                        "remove CLEANED sessions this long after their last "
+                        "update (default 7 days; 0s: keep)")
+    .add<caf::timespan>("retention-interval",
+                        "how often retention runs (default 10min; 0s: never)")
     .add<std::string>("log-level", "trace, debug, info, warn, error, off");
   register_types(*this);
   register_error_category(*this);

@@ -37,6 +37,16 @@ struct host_config {
   size_t subscriber_window = 8192;
   /// Most events the persistence listener writes in one transaction.
   size_t commit_batch_limit = 16'384;
+  /// Retention (host/store/retention.hpp): events older than this may be
+  /// deleted (0 = keep every event) …
+  std::chrono::milliseconds retention_max_age{0};
+  /// … except the newest this many of each session.
+  uint64_t retention_keep_events = 0;
+  /// CLEANED sessions are removed this long after their last update
+  /// (0 = keep them).
+  std::chrono::milliseconds cleaned_grace{std::chrono::hours(24 * 7)};
+  /// How often the retention actor purges (0 = never).
+  std::chrono::milliseconds retention_interval{std::chrono::minutes(10)};
   /// spdlog level: trace, debug, info, warn, error, off.
   std::string log_level = "info";
 

@@ -9,6 +9,7 @@
 
 #include "actors/client_hub.hpp"
 #include "actors/persistence_listener.hpp"
+#include "actors/retention_actor.hpp"
 #include "host/error.hpp"
 #include "host/session_host.hpp"
 #include "host/store/memory_store.hpp"
@@ -32,6 +33,9 @@ embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   svc->types = types_;
   svc->obs = obs_;
   svc->persistence = persistence_;
+  auto retention = retention_options_of(opts.config);
+  retention.detached = opts.detached_persistence;
+  retention_ = spawn_retention_actor(sys, store_, svc->clock, obs_, retention);
   auto ids = opts.ids ? opts.ids : std::make_shared<uuid_generator>();
   host_ = spawn_session_host(sys, host_args{svc, store_, ids});
   hub_ = spawn_client_hub(sys, host_, client_hub_options{opts.client_window});
@@ -128,6 +132,7 @@ void embedded_host::stop() {
   caf::anon_send_exit(hub_, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(host_, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(persistence_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(retention_, caf::exit_reason::user_shutdown);
 }
 
 } // namespace sessionhost

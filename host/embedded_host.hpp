@@ -31,7 +31,8 @@ struct host_options {
   std::shared_ptr<id_generator> ids;  ///< default: UUIDv4
   /// Session types by name; default: the built-ins (echo, agent).
   std::shared_ptr<session_type_registry> types;
-  /// Persistence on its own thread (off for CAF's test_coordinator).
+  /// Persistence and retention on their own threads (off for CAF's
+  /// test_coordinator).
   bool detached_persistence = true;
   /// Unconfirmed events per client of the client hub; past it the client is
   /// dropped and sent (lagged_atom, session_id, last_seq).
@@ -60,6 +61,8 @@ public:
   const persistence_listener_actor& persistence() const noexcept {
     return persistence_;
   }
+  /// Purges the store per `config`'s retention keys (see host/config.hpp).
+  const retention_actor& retention() const noexcept { return retention_; }
   /// Lifecycle records and counters of every session of this host.
   observability_hub& observability() noexcept { return *obs_; }
   /// The hook registry the hook calls below use.
@@ -113,6 +116,7 @@ private:
   std::shared_ptr<hook_registry> hooks_;
   std::shared_ptr<session_type_registry> types_;
   persistence_listener_actor persistence_;
+  retention_actor retention_;
   session_host_actor host_;
   client_hub_actor hub_;
   bool stopped_ = false;

@@ -1,0 +1,329 @@
+// The host on real stores, as a user sees it: what an embedded_host wrote to
+// SQLite or PostgreSQL is all there after the host AND its actor system are
+// gone (a process restart); a corrupted snapshot fails only its own session,
+// with a clear error; and of two hosts that loaded one session, only the
+// newer activation can still write, with no gap and no duplicate in the
+// stored stream. Every wait is bounded.
+
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "reply.hpp"
+
+#include "host/embedded_host.hpp"
+#include "host/error.hpp"
+#include "host/store/open_store.hpp"
+#include "tests/support/postgres_fixture.hpp"
+
+using namespace sessionhost;
+using namespace std::chrono_literals;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A directory under /tmp, removed with everything in it at scope exit.
+struct temp_dir {
+  std::string path;
+  temp_dir() {
+    char tmpl[] = "/tmp/sessionhost-host-store-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr)
+      throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+/// One "process": an actor system with an embedded host on the store `url`
+/// names. Members are destroyed in reverse: host, self, system, config.
+struct process {
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scoped_actor self;
+  store_ptr store;
+  std::unique_ptr<embedded_host> host;
+
+  static caf::actor_system_config& init(caf::actor_system_config& c) {
+    c.set("scheduler.max-threads", 4);
+    c.set("logger.file-verbosity", caf::atom("quiet"));
+    return c;
+  }
+
+  explicit process(const std::string& url) : sys(init(cfg)), self(sys) {
+    store = open_store(url, "");
+    host_options opts;
+    opts.store = store;
+    opts.config.idle_timeout = 0ms; // nothing unloads behind the test's back
+    host = std::make_unique<embedded_host>(sys, opts);
+  }
+
+  template <class T, class Handle, class... Ts>
+  test::reply<T> call(const Handle& h, Ts&&... xs) {
+    test::reply<T> result{make_error(errc::internal, "no reply")};
+    self->request(h, 10s, std::forward<Ts>(xs)...)
+      .receive([&](T& x) { result = std::move(x); },
+               [&](caf::error& e) { result = std::move(e); });
+    return result;
+  }
+
+  session_info create(const std::string& type, metadata_map md = {},
+                      const std::string& role = "") {
+    auto r = call<session_info>(host->host(), create_atom::value, type, role, md);
+    EXPECT_TRUE(r) << (r ? "" : message_of(r.error()));
+    return r ? *r : session_info{};
+  }
+
+  test::reply<session_actor> get(const std::string& id) {
+    return call<session_actor>(host->host(), get_session_atom::value, id);
+  }
+
+  session_info info(const std::string& id) {
+    auto s = get(id);
+    EXPECT_TRUE(s) << (s ? "" : message_of(s.error()));
+    if (!s)
+      return {};
+    auto i = call<session_info>(*s, info_atom::value);
+    EXPECT_TRUE(i);
+    return i ? *i : session_info{};
+  }
+
+  test::reply<uint64_t> publish(const std::string& id, const std::string& data) {
+    auto s = get(id);
+    if (!s)
+      return s.error();
+    return call<uint64_t>(*s, publish_atom::value, std::string{"log"}, data);
+  }
+
+  bool loaded(const std::string& id) {
+    return call<bool>(host->host(), is_loaded_atom::value, id).value_or(false);
+  }
+};
+
+/// Every stored event of `id`, in pages.
+std::vector<event> all_events(session_store& store, const std::string& id) {
+  std::vector<event> out;
+  for (int guard = 0; guard < 10'000; ++guard) {
+    auto page = store.read_events(id, out.empty() ? 0 : out.back().seq, 500);
+    if (page.empty())
+      break;
+    out.insert(out.end(), page.begin(), page.end());
+  }
+  return out;
+}
+
+std::vector<uint64_t> seqs_of(const std::vector<event>& evs) {
+  std::vector<uint64_t> out;
+  for (auto& e : evs)
+    out.push_back(e.seq);
+  return out;
+}
+
+std::vector<uint64_t> one_to(uint64_t n) {
+  std::vector<uint64_t> out;
+  for (uint64_t s = 1; s <= n; ++s)
+    out.push_back(s);
+  return out;
+}
+
+/// A fresh database of the kind the test runs on.
+class host_store : public ::testing::TestWithParam<std::string> {
+protected:
+  void SetUp() override {
+    if (GetParam() == "sqlite")
+      url_ = "sqlite:" + dir_.path + "/sessionhost.db";
+    else
+      url_ = sessionhost::testing::fresh_postgres_database();
+  }
+
+  temp_dir dir_;
+  std::string url_;
+};
+
+// What a user checks after a restart: every session is listed, and each loads
+// with the state, counters, metadata, peer and events it had.
+TEST_P(host_store, everything_survives_a_process_restart) {
+  std::map<std::string, session_info> before; // while the first process ran
+  std::map<std::string, std::vector<event>> stored; // once it had stopped
+  std::string echo_id, agent_id, idle_id;
+  {
+    process p{url_};
+    echo_id = p.create("echo", {{"user", "ada"}}).id;
+    auto echo = *p.get(echo_id);
+    ASSERT_TRUE(p.call<uint64_t>(echo, message_atom::value, R"("hello")"));
+    ASSERT_TRUE(p.publish(echo_id, R"({"n":1})"));
+    ASSERT_TRUE(p.call<session_info>(echo, attach_atom::value, "device-1",
+                                     caf::actor{}));
+
+    agent_id = p.create("agent", {{"model", "m1"}}, "agent-a").id;
+    auto agent = *p.get(agent_id);
+    ASSERT_TRUE(p.call<session_info>(agent, begin_spawn_atom::value));
+    ASSERT_TRUE(p.call<session_info>(agent, activate_atom::value, "agent-7"));
+    ASSERT_TRUE(p.call<uint64_t>(agent, message_atom::value, R"({"q":"why"})"));
+    ASSERT_TRUE(p.call<uint64_t>(agent, message_atom::value, R"({"q":"how"})"));
+    ASSERT_TRUE(p.publish(agent_id, R"({"step":2})"));
+
+    // One session is unloaded before the "crash": it lives only in the store.
+    idle_id = p.create("agent").id;
+    ASSERT_TRUE(p.publish(idle_id, R"({"x":true})"));
+    before[echo_id] = p.info(echo_id);
+    before[agent_id] = p.info(agent_id);
+    before[idle_id] = p.info(idle_id);
+    ASSERT_TRUE(p.call<session_info>(p.host->host(), unload_atom::value, idle_id));
+    EXPECT_FALSE(p.loaded(idle_id));
+
+    p.host->stop(); // flushes and unloads (the peer is closed: one more event)
+    for (auto& [id, info] : before) {
+      stored[id] = all_events(*p.store, id);
+      ASSERT_GE(stored[id].size(), info.last_seq) << id;
+      // Everything acknowledged before the stop is among them, unchanged.
+      auto head = std::vector<event>(stored[id].begin(),
+                                     stored[id].begin()
+                                       + static_cast<ptrdiff_t>(info.last_seq));
+      EXPECT_EQ(seqs_of(head), one_to(info.last_seq)) << id;
+    }
+  } // host, actor system and store handle are gone
+
+  process p{url_};
+  auto page = p.call<session_page>(p.host->host(), list_atom::value,
+                                   session_filter{}, std::string{}, uint64_t{100});
+  ASSERT_TRUE(page);
+  std::set<std::string> listed;
+  for (auto& s : page->sessions) {
+    listed.insert(s.id);
+    EXPECT_FALSE(s.loaded);
+  }
+  EXPECT_EQ(listed, (std::set<std::string>{echo_id, agent_id, idle_id}));
+  for (auto& [id, was] : before) {
+    SCOPED_TRACE(id);
+    EXPECT_EQ(all_events(*p.store, id), stored[id]) << "same events, bytes and all";
+    auto now = p.info(id); // loads it
+    EXPECT_TRUE(now.loaded);
+    EXPECT_EQ(now.type, was.type);
+    EXPECT_EQ(now.role, was.role);
+    EXPECT_EQ(now.state, was.state);
+    EXPECT_EQ(now.message_count, was.message_count);
+    EXPECT_EQ(now.reconnects, was.reconnects);
+    EXPECT_EQ(now.metadata, was.metadata);
+    EXPECT_EQ(now.peer, was.peer);
+    EXPECT_FALSE(now.peer_connected) << "the old connection is gone";
+    EXPECT_EQ(now.created_at, was.created_at);
+    EXPECT_EQ(now.last_seq, stored[id].back().seq);
+    EXPECT_GT(now.epoch, was.epoch) << "a new activation";
+  }
+  EXPECT_EQ(before[echo_id].peer, "device-1");
+  EXPECT_EQ(before[agent_id].state, session_state::active);
+  EXPECT_EQ(before[agent_id].message_count, 2u);
+  // And they work: the stream goes on without a gap.
+  auto next = p.publish(agent_id, R"({"after":"restart"})");
+  ASSERT_TRUE(next) << message_of(next.error());
+  EXPECT_EQ(*next, stored[agent_id].back().seq + 1);
+  EXPECT_EQ(seqs_of(all_events(*p.store, agent_id)), one_to(*next));
+}
+
+INSTANTIATE_TEST_SUITE_P(stores, host_store, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+/// Overwrites a session's snapshot in a SQLite file with bytes that do not
+/// decode, as a disk error or a foreign tool would.
+void corrupt_snapshot(const std::string& path, const std::string& id) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  auto sql = "UPDATE sessions SET snapshot = x'ffffffff0a0b0c' WHERE id = '" + id + "'";
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string msg = err != nullptr ? err : "";
+  sqlite3_free(err);
+  EXPECT_EQ(sqlite3_changes(db), 1);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << msg;
+}
+
+TEST(host_store_sqlite, a_corrupted_snapshot_fails_only_its_own_session) {
+  temp_dir dir;
+  auto file = dir.path + "/sessionhost.db";
+  std::string bad, good;
+  {
+    process p{"sqlite:" + file};
+    bad = p.create("echo").id;
+    good = p.create("echo").id;
+    ASSERT_TRUE(p.publish(bad, R"({"a":1})"));
+    ASSERT_TRUE(p.publish(good, R"({"b":1})"));
+  }
+  corrupt_snapshot(file, bad);
+
+  process p{"sqlite:" + file};
+  auto r = p.get(bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::internal);
+  EXPECT_NE(message_of(r.error()).find(bad), std::string::npos)
+    << "the message names the session: " << message_of(r.error());
+  EXPECT_FALSE(p.loaded(bad));
+  // Asking again gives the same answer; nothing got half-loaded.
+  EXPECT_EQ(code_of(p.get(bad).error()), errc::internal);
+  // The other session is untouched and works.
+  auto info = p.info(good);
+  EXPECT_EQ(info.state, session_state::active);
+  auto seq = p.publish(good, R"({"b":2})");
+  ASSERT_TRUE(seq) << message_of(seq.error());
+  EXPECT_EQ(*seq, info.last_seq + 1);
+  auto healthy = p.call<bool>(p.host->host(), healthy_atom::value);
+  EXPECT_TRUE(healthy.value_or(false));
+}
+
+// Two hosts (two nodes) on one PostgreSQL database load the same session.
+// The newer activation fences the older: the older's next publish is refused,
+// never acknowledged, and the stored stream has no gap and no duplicate.
+TEST(host_store_postgres, a_stale_activation_cannot_write) {
+  auto url = sessionhost::testing::fresh_postgres_database();
+  process a{url};
+  process b{url};
+  auto id = a.create("echo").id;
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(a.publish(id, R"({"from":"a"})"));
+  auto old_handle = *a.get(id);
+  auto a_info = a.info(id);
+
+  auto b_info = b.info(id); // loads it on b: a new epoch
+  EXPECT_EQ(b_info.last_seq, a_info.last_seq);
+  EXPECT_GT(b_info.epoch, a_info.epoch);
+
+  auto refused = a.call<uint64_t>(old_handle, publish_atom::value,
+                                  std::string{"log"},
+                                  std::string{R"({"from":"stale"})"});
+  ASSERT_FALSE(refused) << "acknowledged seq " << *refused;
+  EXPECT_EQ(code_of(refused.error()), errc::stale_epoch) << message_of(refused.error());
+
+  auto accepted = b.publish(id, R"({"from":"b"})");
+  ASSERT_TRUE(accepted) << message_of(accepted.error());
+  EXPECT_EQ(*accepted, b_info.last_seq + 1);
+
+  auto evs = all_events(*b.store, id);
+  EXPECT_EQ(seqs_of(evs), one_to(evs.size())) << "no gap, no duplicate";
+  for (auto& e : evs) {
+    EXPECT_EQ(e.data.find("stale"), std::string::npos) << "seq " << e.seq;
+    EXPECT_EQ(e.epoch, e.seq <= a_info.last_seq ? a_info.epoch : b_info.epoch)
+      << "seq " << e.seq;
+  }
+  // The fenced activation is gone from a; asking a again loads it anew there.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (a.loaded(id) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(a.loaded(id));
+}
+
+} // namespace
