@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 dir=build; flags=()
 if [ "${1:-}" = "--asan" ]; then
-  dir=build-asan; flags=(-DSESSIONHOST_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+  # Benchmarks are built and smoke-run by the plain pass only.
+  dir=build-asan; flags=(-DSESSIONHOST_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+                         -DSESSIONHOST_BENCH=OFF)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/tests/ubsan.supp
   export SESSIONHOST_SANITIZED=1
