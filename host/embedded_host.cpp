@@ -18,6 +18,7 @@ namespace sessionhost {
 
 embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   : sys_(sys) {
+  apply_log_level(opts.config.log_level);
   store_ = opts.store ? opts.store : std::make_shared<memory_store>();
   obs_ = std::make_shared<observability_hub>();
   hooks_ = std::make_shared<hook_registry>();

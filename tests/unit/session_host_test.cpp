@@ -8,6 +8,8 @@
 #include "host/session_host.hpp"
 #include "host/session_type.hpp"
 
+#include <spdlog/spdlog.h>
+
 using namespace sessionhost;
 using namespace std::chrono_literals;
 
@@ -377,4 +379,30 @@ TEST_F(host_virtual_time, a_session_idle_for_idle_timeout_is_unloaded_then_reloa
   ask<micros>(*s, heartbeat_atom::value);
   advance(5s);
   EXPECT_TRUE(loaded("s-1"));
+}
+
+TEST(host_config, options_come_from_cafs_config_and_set_the_log_level) {
+  sessionhost_config cfg;
+  const char* argv[] = {"test", "--sessionhost.heartbeat-timeout=5s",
+                        "--sessionhost.heartbeat-policy=terminate",
+                        "--sessionhost.idle-timeout=0s",
+                        "--sessionhost.log-level=warn"};
+  ASSERT_FALSE(cfg.parse(5, const_cast<char**>(argv)));
+  auto hc = host_config::from(cfg);
+  EXPECT_EQ(hc.heartbeat_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(hc.on_heartbeat_timeout, heartbeat_policy::terminate);
+  EXPECT_EQ(hc.idle_timeout.count(), 0);
+  auto before = spdlog::get_level();
+  {
+    caf::actor_system sys{cfg};
+    host_options opts;
+    opts.config = hc;
+    embedded_host host{sys, opts};
+    EXPECT_EQ(spdlog::get_level(), spdlog::level::warn);
+  }
+  spdlog::set_level(before);
+  sessionhost_config bad;
+  const char* bad_argv[] = {"test", "--sessionhost.heartbeat-policy=sometimes"};
+  ASSERT_FALSE(bad.parse(2, const_cast<char**>(bad_argv)));
+  EXPECT_THROW(host_config::from(bad), std::invalid_argument);
 }
