@@ -1,0 +1,218 @@
+// `sessionhost serve`: one process with REST + WebSocket on one port and the
+// session host behind it (docs/PROTOCOL.md). Main only parses options, wires
+// the store, the embedded host and the transport together, and waits for
+// SIGINT/SIGTERM, which it blocks before any thread starts.
+#include <pthread.h>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/config_option_adder.hpp>
+#include <spdlog/spdlog.h>
+
+#include "host/config.hpp"
+#include "host/embedded_host.hpp"
+#include "host/store/open_store.hpp"
+#include "transport/api.hpp"
+#include "transport/server.hpp"
+
+namespace {
+
+using namespace sessionhost;
+
+constexpr const char* usage =
+  "usage: sessionhost serve [--listen=HOST:PORT] [--data-dir=DIR] [--store=URL]\n"
+  "                         [--max-frame-size=BYTES] [--max-body-size=BYTES]\n"
+  "                         [--client-queue-bytes=BYTES] [--auth-token-file=FILE]\n"
+  "                         [--sessionhost.*=…]\n"
+  "       sessionhost serve --help   (every option)\n";
+
+/// `sessionhost serve` options on top of the host's `sessionhost.*` ones.
+class serve_config : public sessionhost_config {
+public:
+  serve_config() {
+    opt_group{custom_options_, "global"}
+      .add(listen, "listen", "HOST:PORT to serve on (port 0: any free port)")
+      .add(data_dir, "data-dir", "directory of the SQLite database")
+      .add(store, "store",
+           "store URL: postgresql://…, sqlite:PATH, memory: (default: "
+           "SQLite in the data dir)")
+      .add(max_frame, "max-frame-size",
+           "largest WebSocket frame in bytes (larger: close 1009)")
+      .add(max_body, "max-body-size",
+           "largest HTTP body in bytes (larger: 413)")
+      .add(client_queue, "client-queue-bytes",
+           "per-WebSocket outgoing queue bound (past it: close 1013)")
+      .add(auth_token_file, "auth-token-file",
+           "file holding the bearer token clients must send");
+  }
+
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "./data";
+  std::string store;
+  size_t max_frame = 1 << 20;
+  size_t max_body = 1 << 20;
+  size_t client_queue = 8 << 20;
+  std::string auth_token_file;
+};
+
+bool split_listen(const std::string& s, std::string& host, uint16_t& port) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return false;
+  host = s.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  auto p = s.substr(colon + 1);
+  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != p.npos)
+    return false;
+  auto v = std::stoul(p);
+  if (v > 65535)
+    return false;
+  port = static_cast<uint16_t>(v);
+  return true;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost"
+         || host.rfind("127.", 0) == 0;
+}
+
+int serve(int argc, char** argv) {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  serve_config cfg;
+  if (auto err = cfg.parse(argc, argv)) {
+    std::cerr << "sessionhost serve: " << to_string(err) << "\n" << usage;
+    return 2;
+  }
+  if (cfg.cli_helptext_printed)
+    return 0;
+  if (!cfg.remainder.empty()) {
+    std::cerr << "sessionhost serve: unexpected argument '"
+              << cfg.remainder.front() << "' (options are --name=value)\n"
+              << usage;
+    return 2;
+  }
+  transport::server_options sopts;
+  if (!split_listen(cfg.listen, sopts.host, sopts.port)) {
+    std::cerr << "sessionhost serve: --listen must be HOST:PORT, not '"
+              << cfg.listen << "'\n";
+    return 2;
+  }
+  if (sopts.host == "localhost")
+    sopts.host = "127.0.0.1";
+  transport::api_options aopts;
+  if (!cfg.auth_token_file.empty()) {
+    std::ifstream in{cfg.auth_token_file};
+    if (!in || !std::getline(in, aopts.auth_token) || aopts.auth_token.empty()) {
+      std::cerr << "sessionhost serve: cannot read a token from "
+                << cfg.auth_token_file << "\n";
+      return 2;
+    }
+    while (!aopts.auth_token.empty()
+           && (aopts.auth_token.back() == '\r' || aopts.auth_token.back() == ' '))
+      aopts.auth_token.pop_back();
+  }
+  if (!is_loopback(sopts.host) && aopts.auth_token.empty()) {
+    std::cerr << "sessionhost serve: refusing to listen on " << sopts.host
+              << " without --auth-token-file (only loopback is open)\n";
+    return 2;
+  }
+  if (cfg.max_frame == 0 || cfg.max_body == 0 || cfg.client_queue == 0) {
+    std::cerr << "sessionhost serve: sizes must be positive\n";
+    return 2;
+  }
+  sopts.max_frame = cfg.max_frame;
+  sopts.max_body = cfg.max_body;
+  sopts.client_queue_bytes = cfg.client_queue;
+
+  host_options hopts;
+  try {
+    hopts.config = host_config::from(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "sessionhost serve: " << e.what() << "\n";
+    return 2;
+  }
+  apply_log_level(hopts.config.log_level);
+  hopts.client_window = hopts.config.subscriber_window;
+  try {
+    hopts.store = open_store(cfg.store, cfg.data_dir);
+  } catch (const std::exception& e) {
+    std::cerr << "sessionhost serve: cannot open the store: " << e.what()
+              << "\n";
+    return 1;
+  }
+
+  caf::actor_system sys{cfg};
+  auto host = std::make_unique<embedded_host>(sys, hopts);
+  auto stats = std::make_shared<transport::server_stats>();
+  auto be = std::make_shared<transport::api>(sys, *host, aopts, stats);
+  auto srv = std::make_unique<transport::server>(sopts, be, stats);
+  uint16_t port = 0;
+  try {
+    port = srv->start();
+  } catch (const std::exception& e) {
+    std::cerr << "sessionhost serve: cannot listen on " << cfg.listen << ": "
+              << e.what() << "\n";
+    srv.reset();
+    host->stop();
+    return 1;
+  }
+  auto shown = sopts.host.find(':') != std::string::npos
+                 ? "[" + sopts.host + "]"
+                 : sopts.host;
+  std::cout << "listening on http://" << shown << ':' << port << std::endl;
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  srv->stop_accepting();
+  host->stop(); // every session flushed, snapshotted and unloaded
+  if (auto left = srv->close_websockets(1001, 1500))
+    spdlog::warn("{} WebSockets did not close in time", left);
+  be->close(); // actors still answering no longer reach the server
+  srv->stop();
+  srv.reset();
+  be.reset();
+  auto done = std::async(std::launch::async, [&] {
+    host.reset();
+    sys.await_all_actors_done();
+  });
+  if (done.wait_for(std::chrono::seconds(10)) == std::future_status::timeout) {
+    std::cerr << "sessionhost serve: shutdown stuck, running actors: "
+              << sys.registry().running() << std::endl;
+    std::_Exit(3);
+  }
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << usage;
+    return 2;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << usage;
+    return 0;
+  }
+  if (cmd != "serve") {
+    std::cerr << "sessionhost: unknown command '" << cmd << "'\n" << usage;
+    return 2;
+  }
+  // CAF's parser stops at the first positional argument: drop "serve".
+  argv[1] = argv[0];
+  return serve(argc - 1, argv + 1);
+}

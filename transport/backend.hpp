@@ -1,0 +1,77 @@
+#pragma once
+// The seam between the Beast server (server.hpp, Asio threads, no CAF) and
+// the actor side (api.hpp, CAF, no Beast): plain request/response structs and
+// three small interfaces. Keeping Beast and CAF in separate translation units
+// keeps each of them buildable in reasonable time.
+//
+// Thread safety: `backend` and `ws_handler` methods are called from the io
+// thread and must not block; `ws_sink` methods may be called from any thread.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace sessionhost::transport {
+
+/// An HTTP request, already read in full.
+struct http_request {
+  std::string method;  // "GET", "POST", …
+  std::string target;  // path plus query, as sent: "/v1/sessions?limit=2"
+  std::string body;
+  std::string authorization; // the Authorization header, if any
+};
+
+/// The answer to an `http_request`.
+struct http_response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+/// Called exactly once with the response; may be called from any thread.
+using respond_fn = std::function<void(http_response)>;
+
+/// The server side of one WebSocket connection, as seen by the actors.
+class ws_sink {
+public:
+  virtual ~ws_sink() = default;
+  /// Queues one text frame. Returns false when the connection is closing or
+  /// when the frame would push the outgoing queue over its byte bound; in
+  /// the latter case the connection is closed with 1013 (try again later).
+  virtual bool send_text(std::string text) = 0;
+  /// Bytes queued and not yet written to the socket.
+  virtual size_t queued_bytes() const noexcept = 0;
+  /// The outgoing queue bound in bytes.
+  virtual size_t queue_limit() const noexcept = 0;
+  /// Sends the queued frames, then a close frame with `code`.
+  virtual void close(uint16_t code, std::string reason) = 0;
+};
+
+/// The actor side of one WebSocket connection.
+class ws_handler {
+public:
+  virtual ~ws_handler() = default;
+  virtual void on_text(std::string text) = 0;
+  /// A binary frame (the protocol is JSON text only).
+  virtual void on_binary(size_t size) = 0;
+  /// The connection is gone (closed by either side or failed).
+  virtual void on_closed() = 0;
+};
+
+/// What the server calls for every request and every WebSocket.
+class backend {
+public:
+  virtual ~backend() = default;
+  virtual void handle_http(http_request req, respond_fn respond) = 0;
+  /// A WebSocket was accepted at /v1/ws; returns its handler.
+  virtual std::shared_ptr<ws_handler> open_ws(std::shared_ptr<ws_sink> sink) = 0;
+  /// Whether a WebSocket upgrade carrying this Authorization header (or
+  /// `token` from the query string) may proceed.
+  virtual bool authorize(const std::string& authorization,
+                         const std::string& target) = 0;
+};
+
+} // namespace sessionhost::transport

@@ -1,0 +1,428 @@
+// The Beast side of the server: acceptor, HTTP connections, WebSockets.
+// Everything here runs on the one io thread (each connection's handlers are
+// serialized by it); `ws_conn::send_text` and `ws_conn::close` are the only
+// entry points called from other threads, and they post onto it.
+#include <utility> // first: Boost 1.74 Asio with g++12 misses it
+
+#include "transport/server.hpp"
+
+#include <array>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+namespace sessionhost::transport {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = net::ip::tcp;
+
+namespace {
+
+class ws_conn;
+
+std::string error_body(const char* code, const std::string& message) {
+  // Only fixed ASCII messages come here: no escaping needed.
+  return std::string{"{\"error\":{\"code\":\""} + code + "\",\"message\":\""
+         + message + "\"}}";
+}
+
+std::string path_of(beast::string_view target) {
+  auto s = std::string{target};
+  return s.substr(0, s.find('?'));
+}
+
+} // namespace
+
+struct server::impl {
+  impl(server_options o, std::shared_ptr<backend> b,
+       std::shared_ptr<server_stats> s)
+    : opts(std::move(o)), be(std::move(b)), stats(std::move(s)) {
+    if (!stats)
+      stats = std::make_shared<server_stats>();
+  }
+
+  void do_accept();
+  void add_ws(ws_conn* c, std::weak_ptr<ws_conn> w) {
+    std::lock_guard<std::mutex> guard{mtx};
+    wss.emplace(c, std::move(w));
+  }
+  void remove_ws(ws_conn* c) {
+    std::lock_guard<std::mutex> guard{mtx};
+    wss.erase(c);
+  }
+  size_t ws_count() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return wss.size();
+  }
+
+  server_options opts;
+  std::shared_ptr<backend> be;
+  std::shared_ptr<server_stats> stats;
+  std::mutex mtx;
+  std::map<ws_conn*, std::weak_ptr<ws_conn>> wss; // guarded by mtx
+  std::thread thread;
+  // Declared last: destroyed first, while everything above still exists.
+  net::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+};
+
+namespace {
+
+// -- WebSocket ----------------------------------------------------------------
+
+class ws_conn : public ws_sink, public std::enable_shared_from_this<ws_conn> {
+public:
+  ws_conn(tcp::socket sock, server::impl* srv)
+    : ws_(std::move(sock)), srv_(srv) {}
+
+  ~ws_conn() override { finish(); }
+
+  void accept(http::request<http::string_body> req) {
+    websocket::stream_base::timeout t;
+    t.handshake_timeout = std::chrono::seconds(1); // also bounds the close
+    t.idle_timeout = websocket::stream_base::none();
+    t.keep_alive_pings = false;
+    ws_.set_option(t);
+    ws_.read_message_max(srv_->opts.max_frame);
+    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+      if (ec)
+        return;
+      self->srv_->add_ws(self.get(), self);
+      self->registered_ = true;
+      ++self->srv_->stats->ws_connections;
+      ++self->srv_->stats->ws_open;
+      self->handler_ = self->srv_->be->open_ws(self);
+      self->read();
+    });
+  }
+
+  bool send_text(std::string text) override {
+    if (closing_.load())
+      return false;
+    auto n = text.size();
+    auto total = queued_.fetch_add(n) + n;
+    if (total > srv_->opts.client_queue_bytes) {
+      queued_ -= n;
+      ++srv_->stats->ws_slow_closed;
+      close_impl(static_cast<uint16_t>(websocket::close_code::try_again_later),
+                 "client too slow", true);
+      return false;
+    }
+    net::post(ws_.get_executor(),
+              [self = shared_from_this(), text = std::move(text)]() mutable {
+                if (self->close_started_) {
+                  self->queued_ -= text.size();
+                  return;
+                }
+                self->out_.push_back(std::move(text));
+                if (!self->writing_)
+                  self->write_next();
+              });
+    return true;
+  }
+
+  size_t queued_bytes() const noexcept override { return queued_.load(); }
+
+  size_t queue_limit() const noexcept override {
+    return srv_->opts.client_queue_bytes;
+  }
+
+  void close(uint16_t code, std::string reason) override {
+    close_impl(code, std::move(reason), false);
+  }
+
+private:
+  void close_impl(uint16_t code, std::string reason, bool discard) {
+    if (closing_.exchange(true))
+      return;
+    net::post(ws_.get_executor(), [self = shared_from_this(), code,
+                                   reason = std::move(reason), discard] {
+      if (discard) {
+        while (self->out_.size() > (self->writing_ ? 1u : 0u)) {
+          self->queued_ -= self->out_.back().size();
+          self->out_.pop_back();
+        }
+      }
+      self->pending_close_ = websocket::close_reason{
+        static_cast<websocket::close_code>(code), reason};
+      if (!self->writing_)
+        self->do_close();
+    });
+  }
+
+  void do_close() {
+    if (close_started_ || !pending_close_)
+      return;
+    close_started_ = true;
+    ws_.async_close(*pending_close_,
+                    [self = shared_from_this()](beast::error_code) {});
+  }
+
+  void read() {
+    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec,
+                                                     std::size_t n) {
+      if (ec) {
+        if (ec == websocket::error::message_too_big)
+          ++self->srv_->stats->ws_oversize_closed;
+        self->closing_ = true;
+        self->finish();
+        return;
+      }
+      if (self->ws_.got_text()) {
+        auto text = beast::buffers_to_string(self->buf_.data());
+        self->buf_.consume(self->buf_.size());
+        self->handler_->on_text(std::move(text));
+      } else {
+        self->buf_.consume(self->buf_.size());
+        self->handler_->on_binary(n);
+      }
+      self->read();
+    });
+  }
+
+  void write_next() {
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(net::buffer(out_.front()),
+                    [self = shared_from_this()](beast::error_code ec,
+                                                std::size_t) {
+                      self->writing_ = false;
+                      self->queued_ -= self->out_.front().size();
+                      self->out_.pop_front();
+                      if (ec)
+                        return; // the read fails too and finishes
+                      if (!self->out_.empty() && !self->close_started_)
+                        self->write_next();
+                      else if (self->pending_close_)
+                        self->do_close();
+                    });
+  }
+
+  void finish() {
+    if (finished_)
+      return;
+    finished_ = true;
+    if (registered_) {
+      srv_->remove_ws(this);
+      --srv_->stats->ws_open;
+    }
+    if (handler_)
+      handler_->on_closed();
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  server::impl* srv_;
+  beast::flat_buffer buf_;
+  std::shared_ptr<ws_handler> handler_;
+  std::deque<std::string> out_;
+  bool writing_ = false;
+  bool close_started_ = false;
+  bool finished_ = false;
+  bool registered_ = false;
+  std::optional<websocket::close_reason> pending_close_;
+  std::atomic<size_t> queued_{0};
+  std::atomic<bool> closing_{false};
+};
+
+// -- HTTP -------------------------------------------------------------------
+
+class http_conn : public std::enable_shared_from_this<http_conn> {
+public:
+  http_conn(tcp::socket sock, server::impl* srv)
+    : stream_(std::move(sock)), srv_(srv) {}
+
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(srv_->opts.max_body);
+    stream_.expires_after(std::chrono::seconds(60));
+    http::async_read(stream_, buf_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec,
+                                                 std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+private:
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      http_response r{413, "application/json",
+                      error_body("too_large",
+                                 "request body exceeds "
+                                   + std::to_string(srv_->opts.max_body)
+                                   + " bytes")};
+      draining_ = true; // read the rest so the client sees the 413
+      write(std::move(r), 11, false);
+      return;
+    }
+    if (ec) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      return;
+    }
+    ++srv_->stats->http_requests;
+    auto req = parser_->release();
+    auto version = req.version();
+    auto keep_alive = req.keep_alive();
+    std::string auth;
+    if (auto i = req.find(http::field::authorization); i != req.end())
+      auth = std::string{i->value()};
+    if (websocket::is_upgrade(req)) {
+      if (path_of(req.target()) != "/v1/ws") {
+        write({404, "application/json",
+               error_body("not_found", "WebSockets live at /v1/ws")},
+              version, false);
+        return;
+      }
+      if (!srv_->be->authorize(auth, std::string{req.target()})) {
+        write({401, "application/json",
+               error_body("unauthorized", "missing or wrong token")},
+              version, false);
+        return;
+      }
+      stream_.expires_never();
+      std::make_shared<ws_conn>(stream_.release_socket(), srv_)
+        ->accept(std::move(req));
+      return;
+    }
+    http_request r;
+    r.method = std::string{req.method_string()};
+    r.target = std::string{req.target()};
+    r.body = std::move(req.body());
+    r.authorization = std::move(auth);
+    stream_.expires_never(); // the backend answers in bounded time
+    srv_->be->handle_http(
+      std::move(r), [self = shared_from_this(), version,
+                     keep_alive](http_response resp) {
+        net::post(self->stream_.get_executor(),
+                  [self, version, keep_alive, resp = std::move(resp)]() mutable {
+                    self->write(std::move(resp), version, keep_alive);
+                  });
+      });
+  }
+
+  void write(http_response r, unsigned version, bool keep_alive) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+      static_cast<http::status>(r.status), version);
+    res->set(http::field::server, "sessionhost");
+    res->set(http::field::content_type, r.content_type);
+    res->body() = std::move(r.body);
+    res->keep_alive(keep_alive);
+    res->prepare_payload();
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res,
+                       keep_alive](beast::error_code ec, std::size_t) {
+                        if (ec || !keep_alive) {
+                          beast::error_code ignored;
+                          self->stream_.socket().shutdown(
+                            tcp::socket::shutdown_send, ignored);
+                          if (!ec && self->draining_)
+                            self->drain(0);
+                          return;
+                        }
+                        self->read();
+                      });
+  }
+
+  /// Discards what the client still sends (bounded in bytes and time), so
+  /// closing does not reset the connection before it read our answer.
+  void drain(size_t total) {
+    if (total > (64u << 20))
+      return;
+    if (total == 0)
+      stream_.expires_after(std::chrono::seconds(5));
+    auto chunk = std::make_shared<std::array<char, 65536>>();
+    stream_.async_read_some(
+      net::buffer(*chunk), [self = shared_from_this(), chunk,
+                            total](beast::error_code ec, std::size_t n) {
+        if (!ec)
+          self->drain(total + n);
+      });
+  }
+
+  beast::tcp_stream stream_;
+  server::impl* srv_;
+  beast::flat_buffer buf_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool draining_ = false;
+};
+
+} // namespace
+
+void server::impl::do_accept() {
+  acceptor.async_accept(ioc, [this](beast::error_code ec, tcp::socket sock) {
+    if (ec)
+      return; // closed: stop accepting
+    std::make_shared<http_conn>(std::move(sock), this)->read();
+    do_accept();
+  });
+}
+
+server::server(server_options opts, std::shared_ptr<backend> be,
+               std::shared_ptr<server_stats> stats)
+  : impl_(std::make_shared<impl>(std::move(opts), std::move(be),
+                                 std::move(stats))) {}
+
+server::~server() { stop(); }
+
+uint16_t server::start() {
+  auto& i = *impl_;
+  tcp::endpoint ep{net::ip::make_address(i.opts.host), i.opts.port};
+  i.acceptor.open(ep.protocol());
+  i.acceptor.set_option(net::socket_base::reuse_address(true));
+  i.acceptor.bind(ep);
+  i.acceptor.listen(net::socket_base::max_listen_connections);
+  auto port = i.acceptor.local_endpoint().port();
+  i.do_accept();
+  i.thread = std::thread{[&i] { i.ioc.run(); }};
+  return port;
+}
+
+void server::stop_accepting() {
+  auto* i = impl_.get();
+  net::post(i->ioc, [i] {
+    beast::error_code ignored;
+    i->acceptor.close(ignored);
+  });
+}
+
+size_t server::close_websockets(uint16_t code, int timeout_ms) {
+  auto* i = impl_.get();
+  {
+    std::lock_guard<std::mutex> guard{i->mtx};
+    for (auto& [ptr, weak] : i->wss)
+      if (auto c = weak.lock())
+        c->close(code, "server shutting down");
+  }
+  auto deadline = std::chrono::steady_clock::now()
+                  + std::chrono::milliseconds(timeout_ms);
+  while (i->ws_count() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return i->ws_count();
+}
+
+void server::stop() {
+  auto& i = *impl_;
+  if (!i.thread.joinable())
+    return;
+  stop_accepting();
+  i.ioc.stop();
+  i.thread.join();
+}
+
+server_stats& server::stats() noexcept { return *impl_->stats; }
+
+} // namespace sessionhost::transport

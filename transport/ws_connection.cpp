@@ -1,0 +1,427 @@
+// One actor per WebSocket connection (docs/PROTOCOL.md, "WebSocket"). Frames
+// from the io thread arrive as messages; replies and events go out through
+// the connection's bounded ws_sink. Subscriptions replay stored events from
+// the store, then continue with live events from the client hub: each
+// subscription keeps `last_sent` and drops anything at or below it, and a
+// gap (or a lagged notice) switches it back to reading from the store, so a
+// client never sees a gap or a duplicate.
+#include <deque>
+#include <map>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "host/error.hpp"
+#include "transport/api_context.hpp"
+#include "transport/json_codec.hpp"
+
+namespace sessionhost::transport {
+
+using nlohmann::json;
+
+namespace {
+
+using ws_in_atom = caf::atom_constant<caf::atom("t_wsin")>;
+using ws_bin_atom = caf::atom_constant<caf::atom("t_wsbin")>;
+using replay_atom = caf::atom_constant<caf::atom("t_replay")>;
+
+constexpr size_t replay_page = 256;
+constexpr size_t max_pending = 4096;
+
+struct subscription {
+  uint64_t gen = 0;
+  uint64_t last_sent = 0;
+  bool subscribing = true; // waiting for the hub's answer
+  bool replaying = false;  // reading from the store
+  std::deque<event> pending; // live events held back meanwhile
+};
+
+struct ws_state {
+  std::shared_ptr<api_context> ctx;
+  std::weak_ptr<ws_sink> sink;
+  std::map<std::string, subscription> subs;
+  uint64_t next_gen = 1;
+  static inline const char* name = "ws_connection";
+};
+
+using self_ptr = caf::stateful_actor<ws_state>*;
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void send(self_ptr self, const json& j) {
+  auto text = dump(j);
+  self->state.ctx->if_open([&] {
+    if (auto s = self->state.sink.lock())
+      s->send_text(std::move(text));
+  });
+}
+
+void send_error(self_ptr self, errc code, const std::string& message,
+                const json& ref, const std::string& session = {}) {
+  json j{{"op", "error"}, {"code", to_string(code)}, {"message", message},
+         {"ref", ref}};
+  if (!session.empty())
+    j["session"] = session;
+  send(self, j);
+}
+
+void send_error(self_ptr self, const caf::error& err, const json& ref,
+                const std::string& session = {}) {
+  if (err == caf::sec::request_timeout)
+    return send_error(self, errc::unavailable,
+                      "the host did not answer in time", ref, session);
+  send_error(self, code_of(err), message_of(err), ref, session);
+}
+
+void send_event(self_ptr self, const event& e) {
+  auto j = to_json(e);
+  j["op"] = "event";
+  send(self, j);
+}
+
+void replay_step(self_ptr self, const std::string& id);
+
+/// Sends live events in order; a gap switches back to the store.
+void deliver(self_ptr self, const std::string& id, subscription& sub,
+             std::deque<event>& events) {
+  while (!events.empty()) {
+    auto& e = events.front();
+    if (e.seq <= sub.last_sent) {
+      events.pop_front();
+    } else if (e.seq == sub.last_sent + 1) {
+      send_event(self, e);
+      sub.last_sent = e.seq;
+      events.pop_front();
+    } else {
+      sub.replaying = true;
+      for (auto& rest : events)
+        sub.pending.push_back(std::move(rest));
+      events.clear();
+      self->send(self, replay_atom::value, id, sub.gen);
+      return;
+    }
+  }
+}
+
+void replay_step(self_ptr self, const std::string& id) {
+  auto i = self->state.subs.find(id);
+  if (i == self->state.subs.end() || !i->second.replaying)
+    return;
+  auto& sub = i->second;
+  // Strong references to the sink are taken only under if_open (see
+  // api_context), so none outlives the server.
+  bool open = false;
+  size_t queued = 0, limit = 0;
+  self->state.ctx->if_open([&] {
+    if (auto sink = self->state.sink.lock()) {
+      open = true;
+      queued = sink->queued_bytes();
+      limit = sink->queue_limit();
+    }
+  });
+  if (!open)
+    return;
+  if (queued > limit / 2) {
+    // Let the socket drain first; live events wait in `pending`.
+    self->delayed_send(self, std::chrono::milliseconds(20), replay_atom::value,
+                       id, sub.gen);
+    return;
+  }
+  std::vector<event> page;
+  try {
+    page = self->state.ctx->store->read_events(id, sub.last_sent, replay_page);
+  } catch (const store_error& e) {
+    send_error(self, errc::internal, std::string{"replay failed: "} + e.what(),
+               nullptr, id);
+    self->state.subs.erase(i);
+    caf::anon_send(self->state.ctx->hub, hub_unsubscribe_atom::value,
+                   caf::actor{self}, id);
+    return;
+  }
+  for (auto& e : page) {
+    if (e.seq != sub.last_sent + 1)
+      break; // never skip: the next step reads from last_sent again
+    send_event(self, e);
+    sub.last_sent = e.seq;
+  }
+  if (page.size() == replay_page) {
+    self->send(self, replay_atom::value, id, sub.gen);
+    return;
+  }
+  // Caught up with the store: go live with what was held back.
+  sub.replaying = false;
+  auto pending = std::move(sub.pending);
+  sub.pending.clear();
+  if (!pending.empty() && pending.front().seq > sub.last_sent + 1
+      && page.empty()) {
+    // The store lacks events the hub already delivered: cannot happen while
+    // the output gate holds; refuse to show a gap.
+    send_error(self, errc::internal,
+               "events missing from the store, subscription ended", nullptr,
+               id);
+    self->state.subs.erase(i);
+    caf::anon_send(self->state.ctx->hub, hub_unsubscribe_atom::value,
+                   caf::actor{self}, id);
+    return;
+  }
+  deliver(self, id, sub, pending);
+}
+
+/// Subscribes at the hub (again); `reply` sends the "subscribed" op.
+void hub_subscribe(self_ptr self, const std::string& id, uint64_t gen,
+                   std::optional<uint64_t> from_seq, json ref, bool reply) {
+  self
+    ->request(self->state.ctx->hub, self->state.ctx->timeout,
+              hub_subscribe_atom::value, caf::actor{self}, id)
+    .then(
+      [self, id, gen, from_seq, ref, reply](uint64_t last) {
+        auto i = self->state.subs.find(id);
+        if (i == self->state.subs.end() || i->second.gen != gen)
+          return;
+        auto& sub = i->second;
+        sub.subscribing = false;
+        if (reply) {
+          sub.last_sent = from_seq ? *from_seq : last;
+          send(self, json{{"op", "subscribed"}, {"session", id},
+                          {"last_seq", last}, {"ref", ref}});
+        }
+        if (sub.last_sent < last) {
+          sub.replaying = true;
+          replay_step(self, id);
+        } else {
+          auto pending = std::move(sub.pending);
+          sub.pending.clear();
+          deliver(self, id, sub, pending);
+        }
+      },
+      [self, id, gen, ref](caf::error& err) {
+        auto i = self->state.subs.find(id);
+        if (i == self->state.subs.end() || i->second.gen != gen)
+          return;
+        self->state.subs.erase(i);
+        send_error(self, err, ref, id);
+      });
+}
+
+// -- ops --------------------------------------------------------------------
+
+bool get_string(const json& j, const char* key, std::string& out) {
+  auto i = j.find(key);
+  if (i == j.end() || !i->is_string())
+    return false;
+  out = i->get<std::string>();
+  return !out.empty();
+}
+
+void op_subscribe(self_ptr self, const json& j, const json& ref,
+                  const std::string& id) {
+  std::optional<uint64_t> from;
+  if (auto f = j.find("from_seq"); f != j.end() && !f->is_null()) {
+    if (!f->is_number_unsigned())
+      return send_error(self, errc::bad_request,
+                        "\"from_seq\" must be a non-negative integer", ref, id);
+    from = f->get<uint64_t>();
+  }
+  if (self->state.subs.count(id) > 0)
+    return send_error(self, errc::conflict, "already subscribed to " + id, ref,
+                      id);
+  auto gen = self->state.next_gen++;
+  auto& sub = self->state.subs[id];
+  sub.gen = gen;
+  hub_subscribe(self, id, gen, from, ref, true);
+}
+
+void op_unsubscribe(self_ptr self, const json& ref, const std::string& id) {
+  if (self->state.subs.erase(id) == 0)
+    return send_error(self, errc::bad_request, "not subscribed to " + id, ref,
+                      id);
+  caf::anon_send(self->state.ctx->hub, hub_unsubscribe_atom::value,
+                 caf::actor{self}, id);
+  send(self, json{{"op", "unsubscribed"}, {"session", id}, {"ref", ref}});
+}
+
+/// Locates the session, then runs `f(session_actor)`; errors go to the client.
+template <class F>
+void with_session(self_ptr self, const std::string& id, const json& ref, F f) {
+  self
+    ->request(self->state.ctx->host, self->state.ctx->timeout,
+              get_session_atom::value, id)
+    .then([f](session_actor& s) mutable { f(s); },
+          [self, ref, id](caf::error& err) { send_error(self, err, ref, id); });
+}
+
+/// Asks the session and acknowledges with `extra(result)` merged in.
+template <class T, class Extra, class... Ts>
+void ask_and_ack(self_ptr self, const std::string& id, const json& ref,
+                 Extra extra, Ts... xs) {
+  with_session(self, id, ref, [=](session_actor& s) {
+    self->request(s, self->state.ctx->timeout, xs...)
+      .then(
+        [=](T& result) {
+          json j{{"op", "ack"}, {"session", id}, {"ref", ref}};
+          extra(j, result);
+          send(self, j);
+        },
+        [=](caf::error& err) { send_error(self, err, ref, id); });
+  });
+}
+
+void on_frame(self_ptr self, const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  if (j.is_discarded())
+    return send_error(self, errc::bad_request, "the frame is not valid JSON",
+                      nullptr);
+  if (!j.is_object())
+    return send_error(self, errc::bad_request,
+                      "the frame must be a JSON object", nullptr);
+  json ref = j.contains("ref") ? j["ref"] : json(nullptr);
+  std::string op;
+  if (!get_string(j, "op", op))
+    return send_error(self, errc::bad_request, "\"op\" must be a string", ref);
+  std::string id;
+  if (!get_string(j, "session", id))
+    return send_error(self, errc::bad_request,
+                      "\"session\" must be a non-empty string", ref);
+  auto seq_of = [](json& out, uint64_t& seq) { out["seq"] = seq; };
+  auto info_of = [](json& out, session_info& info) {
+    out["peer"] = info.peer.empty() ? json(nullptr) : json(info.peer);
+    out["peer_connected"] = info.peer_connected;
+    out["reconnects"] = info.reconnects;
+    out["state"] = to_string(info.state);
+  };
+  if (op == "subscribe")
+    return op_subscribe(self, j, ref, id);
+  if (op == "unsubscribe")
+    return op_unsubscribe(self, ref, id);
+  if (op == "send") {
+    if (!j.contains("data"))
+      return send_error(self, errc::bad_request, "\"data\" is missing", ref, id);
+    return ask_and_ack<uint64_t>(self, id, ref, seq_of, message_atom::value,
+                                 dump(j["data"]));
+  }
+  if (op == "publish") {
+    std::string type;
+    if (!get_string(j, "type", type))
+      return send_error(self, errc::bad_request,
+                        "\"type\" must be a non-empty string", ref, id);
+    auto data = j.contains("data") ? dump(j["data"]) : std::string{"null"};
+    return ask_and_ack<uint64_t>(self, id, ref, seq_of, publish_atom::value,
+                                 type, data);
+  }
+  if (op == "attach") {
+    std::string peer;
+    if (!get_string(j, "peer", peer))
+      return send_error(self, errc::bad_request,
+                        "\"peer\" must be a non-empty string", ref, id);
+    return ask_and_ack<session_info>(self, id, ref, info_of,
+                                     attach_atom::value, peer,
+                                     caf::actor{self});
+  }
+  if (op == "heartbeat")
+    return ask_and_ack<micros>(
+      self, id, ref, [](json& out, micros& ts) { out["ts"] = ts; },
+      heartbeat_atom::value);
+  if (op == "detach")
+    return ask_and_ack<session_info>(self, id, ref, info_of,
+                                     detach_atom::value, std::string{"manual"});
+  send_error(self, errc::bad_request, "unknown op \"" + op + "\"", ref, id);
+}
+
+caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
+                            std::weak_ptr<ws_sink> sink) {
+  self->state.ctx = std::move(ctx);
+  self->state.sink = std::move(sink);
+  return {
+    [self](ws_in_atom, const std::string& text) {
+      try {
+        on_frame(self, text);
+      } catch (const std::exception& e) {
+        send_error(self, errc::bad_request, e.what(), nullptr);
+      }
+    },
+    [self](ws_bin_atom, uint64_t size) {
+      send_error(self, errc::bad_request,
+                 "binary frame of " + std::to_string(size)
+                   + " bytes ignored: the protocol is JSON text",
+                 nullptr);
+    },
+    [self](events_atom, const std::string& id, std::vector<event>& events) {
+      // The (empty) reply is our credit at the hub.
+      auto i = self->state.subs.find(id);
+      if (i == self->state.subs.end())
+        return;
+      auto& sub = i->second;
+      if (sub.subscribing || sub.replaying) {
+        if (sub.pending.size() + events.size() > max_pending) {
+          // Everything here is durable: read it from the store later.
+          sub.pending.clear();
+          if (!sub.subscribing)
+            sub.replaying = true;
+          return;
+        }
+        for (auto& e : events)
+          sub.pending.push_back(std::move(e));
+        return;
+      }
+      std::deque<event> q{std::make_move_iterator(events.begin()),
+                          std::make_move_iterator(events.end())};
+      deliver(self, id, sub, q);
+    },
+    [self](lagged_atom, const std::string& id, uint64_t) {
+      // Dropped by the hub (we lagged, or the session was unloaded): resume
+      // transparently from what this client has seen.
+      auto i = self->state.subs.find(id);
+      if (i == self->state.subs.end())
+        return;
+      auto& sub = i->second;
+      sub.gen = self->state.next_gen++;
+      sub.subscribing = true;
+      sub.replaying = false;
+      sub.pending.clear();
+      hub_subscribe(self, id, sub.gen, std::nullopt, nullptr, false);
+    },
+    [self](replay_atom, const std::string& id, uint64_t gen) {
+      auto i = self->state.subs.find(id);
+      if (i != self->state.subs.end() && i->second.gen == gen)
+        replay_step(self, id);
+    },
+  };
+}
+
+class handler final : public ws_handler {
+public:
+  explicit handler(caf::actor a) : actor_(std::move(a)) {}
+  ~handler() override { on_closed(); }
+
+  void on_text(std::string text) override {
+    caf::anon_send(actor_, ws_in_atom::value, std::move(text));
+  }
+  void on_binary(size_t size) override {
+    caf::anon_send(actor_, ws_bin_atom::value, static_cast<uint64_t>(size));
+  }
+  void on_closed() override {
+    if (actor_) {
+      caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+      actor_ = nullptr;
+    }
+  }
+
+private:
+  caf::actor actor_;
+};
+
+} // namespace
+
+std::shared_ptr<ws_handler> spawn_ws_connection(std::shared_ptr<api_context> ctx,
+                                                std::shared_ptr<ws_sink> sink) {
+  auto* sys = ctx->sys;
+  auto a = sys->spawn(ws_connection, std::move(ctx),
+                      std::weak_ptr<ws_sink>{sink});
+  return std::make_shared<handler>(caf::actor{a});
+}
+
+} // namespace sessionhost::transport
