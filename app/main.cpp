@@ -20,6 +20,7 @@
 #include "host/store/open_store.hpp"
 #include "transport/api.hpp"
 #include "transport/server.hpp"
+#include "transport/static_site.hpp"
 
 namespace {
 
@@ -157,7 +158,9 @@ int serve(int argc, char** argv) {
   auto host = std::make_unique<embedded_host>(sys, hopts);
   auto stats = std::make_shared<transport::server_stats>();
   auto be = std::make_shared<transport::api>(sys, *host, aopts, stats);
-  auto srv = std::make_unique<transport::server>(sopts, be, stats);
+  // GET / and /web/* (the dashboard) in front of the API.
+  auto site = std::make_shared<transport::static_site>(be);
+  auto srv = std::make_unique<transport::server>(sopts, site, stats);
   uint16_t port = 0;
   try {
     port = srv->start();
@@ -183,6 +186,7 @@ int serve(int argc, char** argv) {
   be->close(); // actors still answering no longer reach the server
   srv->stop();
   srv.reset();
+  site.reset();
   be.reset();
   auto done = std::async(std::launch::async, [&] {
     host.reset();
