@@ -15,6 +15,7 @@
 #include <caf/config_option_adder.hpp>
 #include <spdlog/spdlog.h>
 
+#include "app/demo.hpp"
 #include "host/config.hpp"
 #include "host/embedded_host.hpp"
 #include "host/store/open_store.hpp"
@@ -30,6 +31,7 @@ constexpr const char* usage =
   "usage: sessionhost serve [--listen=HOST:PORT] [--data-dir=DIR] [--store=URL]\n"
   "                         [--max-frame-size=BYTES] [--max-body-size=BYTES]\n"
   "                         [--client-queue-bytes=BYTES] [--auth-token-file=FILE]\n"
+  "                         [--demo]\n"
   "                         [--sessionhost.*=…]\n"
   "       sessionhost serve --help   (every option)\n";
 
@@ -50,7 +52,9 @@ public:
       .add(client_queue, "client-queue-bytes",
            "per-WebSocket outgoing queue bound (past it: close 1013)")
       .add(auth_token_file, "auth-token-file",
-           "file holding the bearer token clients must send");
+           "file holding the bearer token clients must send")
+      .add(demo, "demo",
+           "keep 3 echo sessions (roles demo-1..3) busy with messages");
   }
 
   std::string listen = "127.0.0.1:8080";
@@ -60,6 +64,7 @@ public:
   size_t max_body = 1 << 20;
   size_t client_queue = 8 << 20;
   std::string auth_token_file;
+  bool demo = false;
 };
 
 bool split_listen(const std::string& s, std::string& host, uint16_t& port) {
@@ -175,11 +180,15 @@ int serve(int argc, char** argv) {
                  ? "[" + sopts.host + "]"
                  : sopts.host;
   std::cout << "listening on http://" << shown << ':' << port << std::endl;
+  std::unique_ptr<app::demo_sessions> demo;
+  if (cfg.demo)
+    demo = std::make_unique<app::demo_sessions>(sys, *host);
 
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("signal {}: shutting down", sig);
   srv->stop_accepting();
+  demo.reset(); // no demo message may reach a session being unloaded
   host->stop(); // every session flushed, snapshotted and unloaded
   if (auto left = srv->close_websockets(1001, 1500))
     spdlog::warn("{} WebSockets did not close in time", left);
