@@ -7,7 +7,10 @@ lists it, opens it and checks that the events of messages sent through REST
 render live, in order. Then the resume: the server is stopped (SIGTERM: its
 WebSockets close with 1001) and started again on the same port and data dir,
 more messages are sent, and the page must end with every event of the
-session exactly once, seqs 1..N, the same as the store's.
+session exactly once, seqs 1..N, the same as the store's. Also: the static
+files and their 404/405s, the page's own create and terminate, the JS
+client's unit test (client_test.js) in the page, and a server with a token
+file, whose dashboard takes the token from `/?token=`.
 
 Usage: dashboard_test.py SESSIONHOST_EXE
 Exit codes: 0 pass, 1 fail, 77 skipped (only under sanitizers, where
@@ -78,17 +81,18 @@ def badge(browser):
         "return document.querySelector('#ws-state').textContent;")
 
 
-def stored_events(srv, sid):
-    events = srv.call("GET", f"/v1/sessions/{sid}/events?from_seq=0")["events"]
+def stored_events(srv, sid, token=None):
+    events = srv.call("GET", f"/v1/sessions/{sid}/events?from_seq=0",
+                      token=token)["events"]
     return [[e["seq"], e["type"]] for e in events]
 
 
-def expect_page_matches_store(browser, srv, sid, what):
+def expect_page_matches_store(browser, srv, sid, what, token=None):
     """Waits until the page shows exactly the stored events (seq and type,
     in order), then checks they are seqs 1..N without gap or duplicate."""
     deadline = time.monotonic() + WAIT
     while True:
-        want = stored_events(srv, sid)
+        want = stored_events(srv, sid, token)
         got = page_seqs(browser)
         if got == want:
             break
@@ -144,6 +148,41 @@ def run_client_unit_test(browser):
     print("client_test.js: pass", flush=True)
 
 
+def check_token(browser, exe, data_dir, servers):
+    """With a token file, the page takes the token from ?token=, keeps it
+    out of the address bar, and uses it for REST and the WebSocket."""
+    token = "s3cret token"
+    token_file = os.path.join(data_dir, "token")
+    with open(token_file, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    srv = ServeProcess(exe, os.path.join(data_dir, "auth"),
+                       extra=[f"--auth-token-file={token_file}"])
+    servers.append(srv)
+    status, _, body = srv.request("GET", "/v1/sessions")
+    if status != 401:
+        fail(f"GET /v1/sessions without the token answered {status} {body}")
+    sid = srv.call("POST", "/v1/sessions", {"type": "echo"}, expect=201,
+                   token=token)["id"]
+    browser.get(srv.base + "/?token=s3cret%20token")
+    wait_until("the WebSocket is live with the token",
+               lambda: badge(browser) == "live")
+    wait_until("the session is listed with the token",
+               lambda: browser.execute_script(
+                   f"return !!document.querySelector('#sessions tr[data-id=\"{sid}\"]');"))
+    if "token" in browser.current_url:
+        fail(f"the token stays in the address bar: {browser.current_url}")
+    browser.find_element(
+        "css selector", f'#sessions tr[data-id="{sid}"] button.open').click()
+    srv.call("POST", f"/v1/sessions/{sid}/messages", {"data": "x"},
+             expect=202, token=token)
+    expect_page_matches_store(browser, srv, sid,
+                              "its events render with the token", token)
+    code = srv.stop()
+    if code != 0:
+        fail(f"sessionhost serve exited with {code} on SIGTERM")
+    print("token: REST and WebSocket from ?token=", flush=True)
+
+
 def main():
     if len(sys.argv) != 2:
         fail("usage: dashboard_test.py SESSIONHOST_EXE")
@@ -153,9 +192,10 @@ def main():
         return 77
     browser = start_browser()
     data_dir = tempfile.mkdtemp(prefix="sessionhost-web-")
-    srv = None
+    servers = []  # every server started, killed at the end whatever happens
     try:
         srv = ServeProcess(exe, data_dir)
+        servers.append(srv)
         check_static_files(srv)
 
         browser.get(srv.base + "/")
@@ -189,6 +229,7 @@ def main():
         wait_until("the page notices the disconnect",
                    lambda: badge(browser) != "live")
         srv = ServeProcess(exe, data_dir, listen=f"127.0.0.1:{srv.port}")
+        servers.append(srv)
         for text in ("after", "restart"):
             srv.call("POST", f"/v1/sessions/{sid}/messages",
                      {"data": text}, expect=202)
@@ -221,11 +262,12 @@ def main():
         code = srv.stop()
         if code != 0:
             fail(f"sessionhost serve exited with {code} on SIGTERM")
+        check_token(browser, exe, data_dir, servers)
         print("PASS", flush=True)
         return 0
     finally:
         browser.quit()
-        if srv is not None:
+        for srv in servers:
             srv.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
 
