@@ -94,7 +94,7 @@ function updateRow(tr, s) {
   cell(tr, 5, String(s.last_seq));
   cell(tr, 6, s.peer ? `${s.peer}${s.peer_connected ? '' : ' (gone)'}` : '');
   cell(tr, 7, s.loaded ? 'yes' : 'no');
-  cell(tr, 8, s.created_at.replace('T', ' ').slice(0, 19));
+  cell(tr, 8, s.created_at.replace('T', ' ').slice(5, 19)); // MM-DD hh:mm:ss UTC
   tr.dataset.state = s.state;
   tr.querySelector('button.terminate').disabled =
     s.state === 'TERMINATING' || s.state === 'CLEANED';
@@ -162,6 +162,8 @@ async function terminate(id) {
 // -- watched session --------------------------------------------------------
 
 function addEvent(e) {
+  const scroller = $('#events-scroll');
+  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
   const body = $('#events tbody');
   const tr = body.insertRow();
   tr.dataset.seq = e.seq;
@@ -173,8 +175,7 @@ function addEvent(e) {
   data.className = 'data';
   data.textContent = JSON.stringify(e.data);
   while (body.rows.length > MAX_ROWS) body.deleteRow(0);
-  const pane = $('#watch-pane');
-  if (pane.scrollHeight - pane.scrollTop - pane.clientHeight < 80) pane.scrollTop = pane.scrollHeight;
+  if (atBottom) scroller.scrollTop = scroller.scrollHeight; // follow, unless scrolled up
 }
 
 async function watch(id) {
