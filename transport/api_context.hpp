@@ -17,6 +17,11 @@ namespace caf { class actor_system; }
 
 namespace sessionhost::transport {
 
+/// Event frames serialized once for every WebSocket subscriber
+/// (ws_connection.cpp); thread-safe.
+class frame_cache;
+std::shared_ptr<frame_cache> make_frame_cache();
+
 struct api_context {
   caf::actor_system* sys = nullptr;
   session_host_actor host;
@@ -26,6 +31,7 @@ struct api_context {
   std::shared_ptr<server_stats> stats;
   std::string auth_token;
   std::chrono::milliseconds timeout{10'000};
+  std::shared_ptr<frame_cache> frames = make_frame_cache();
 
   /// Runs `f` (which hands something to the server) unless the api was
   /// closed; after `close()` returns, nothing reaches the server any more.

@@ -14,6 +14,11 @@
 #include <optional>
 #include <system_error>
 #include <thread>
+#include <vector>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -78,6 +83,15 @@ struct server::impl {
   // Declared last: destroyed first, while everything above still exists.
   net::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
+
+  /// Queues `c` to take the frames other threads gave it. One post drains
+  /// every connection queued meanwhile: a broadcast to many clients costs
+  /// the io thread one wake-up, not one per client and frame.
+  void mark_ready(std::shared_ptr<ws_conn> c);
+  void drain_ready();
+  std::mutex ready_mtx;
+  std::vector<std::shared_ptr<ws_conn>> ready; // guarded by ready_mtx
+  bool drain_posted = false;                   // guarded by ready_mtx
 };
 
 namespace {
@@ -122,17 +136,37 @@ public:
                  "client too slow", true);
       return false;
     }
-    net::post(ws_.get_executor(),
-              [self = shared_from_this(), text = std::move(text)]() mutable {
-                if (self->close_started_) {
-                  self->queued_ -= text.size();
-                  return;
-                }
-                self->out_.push_back(std::move(text));
-                if (!self->writing_)
-                  self->write_next();
-              });
+    // Frames queued from other threads meanwhile go with one post: one hop
+    // to the io thread per burst, not per frame.
+    bool post = false;
+    {
+      std::lock_guard<std::mutex> guard{incoming_mtx_};
+      incoming_.push_back(std::move(text));
+      post = !take_posted_;
+      take_posted_ = true;
+    }
+    if (post)
+      srv_->mark_ready(shared_from_this());
     return true;
+  }
+
+  /// On the io thread: moves the frames queued by other threads to `out_`.
+  void take_incoming() {
+    std::vector<std::string> batch;
+    {
+      std::lock_guard<std::mutex> guard{incoming_mtx_};
+      batch.swap(incoming_);
+      take_posted_ = false;
+    }
+    if (close_started_) {
+      for (auto& text : batch)
+        queued_ -= text.size();
+      return;
+    }
+    for (auto& text : batch)
+      out_.push_back(std::move(text));
+    if (!writing_)
+      write_next();
   }
 
   size_t queued_bytes() const noexcept override { return queued_.load(); }
@@ -164,10 +198,24 @@ private:
     });
   }
 
+  /// While several frames are queued, TCP_CORK lets the kernel put them in
+  /// full segments (one transmit for many frames); uncorking when the queue
+  /// is empty sends the rest at once. Beast writes one frame per call, so
+  /// this is where the coalescing happens.
+  void cork(bool on) {
+    if (corked_ == on)
+      return;
+    corked_ = on;
+    int v = on ? 1 : 0;
+    ::setsockopt(ws_.next_layer().socket().native_handle(), IPPROTO_TCP,
+                 TCP_CORK, &v, sizeof v);
+  }
+
   void do_close() {
     if (close_started_ || !pending_close_)
       return;
     close_started_ = true;
+    cork(false);
     ws_.async_close(*pending_close_,
                     [self = shared_from_this()](beast::error_code) {});
   }
@@ -196,6 +244,8 @@ private:
 
   void write_next() {
     writing_ = true;
+    if (out_.size() > 2)
+      cork(true);
     ws_.text(true);
     ws_.async_write(net::buffer(out_.front()),
                     [self = shared_from_this()](beast::error_code ec,
@@ -206,8 +256,9 @@ private:
                       if (ec)
                         return; // the read fails too and finishes
                       if (!self->out_.empty() && !self->close_started_)
-                        self->write_next();
-                      else if (self->pending_close_)
+                        return self->write_next();
+                      self->cork(false);
+                      if (self->pending_close_)
                         self->do_close();
                     });
   }
@@ -229,6 +280,10 @@ private:
   beast::flat_buffer buf_;
   std::shared_ptr<ws_handler> handler_;
   std::deque<std::string> out_;
+  std::mutex incoming_mtx_;
+  std::vector<std::string> incoming_; // guarded by incoming_mtx_
+  bool take_posted_ = false;          // guarded by incoming_mtx_
+  bool corked_ = false;
   bool writing_ = false;
   bool close_started_ = false;
   bool finished_ = false;
@@ -237,6 +292,30 @@ private:
   std::atomic<size_t> queued_{0};
   std::atomic<bool> closing_{false};
 };
+
+} // namespace
+
+void server::impl::mark_ready(std::shared_ptr<ws_conn> c) {
+  std::lock_guard<std::mutex> guard{ready_mtx};
+  ready.push_back(std::move(c));
+  if (!drain_posted) {
+    drain_posted = true;
+    net::post(ioc, [this] { drain_ready(); });
+  }
+}
+
+void server::impl::drain_ready() {
+  std::vector<std::shared_ptr<ws_conn>> batch;
+  {
+    std::lock_guard<std::mutex> guard{ready_mtx};
+    batch.swap(ready);
+    drain_posted = false;
+  }
+  for (auto& c : batch)
+    c->take_incoming();
+}
+
+namespace {
 
 // -- HTTP -------------------------------------------------------------------
 

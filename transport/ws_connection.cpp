@@ -5,8 +5,10 @@
 // subscription keeps `last_sent` and drops anything at or below it, and a
 // gap (or a lagged notice) switches it back to reading from the store, so a
 // client never sees a gap or a duplicate.
+#include <array>
 #include <deque>
 #include <map>
+#include <mutex>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -77,34 +79,82 @@ void send_error(self_ptr self, const caf::error& err, const json& ref,
   send_error(self, code_of(err), message_of(err), ref, session);
 }
 
+} // namespace
+
+/// Event frames serialized once and shared by every subscriber of the
+/// session (fan-out: one serialization per event, not per client). Keyed by
+/// (session, seq): a delivered event is durable and never changes. A
+/// direct-mapped table with striped locks; a collision only costs a second
+/// serialization.
+class frame_cache {
+public:
+  std::string frame(const event& e) {
+    auto h = std::hash<std::string>{}(e.session_id)
+             ^ (e.seq * 0x9E3779B97F4A7C15ull);
+    auto k = h % slots_.size();
+    auto& slot = slots_[k];
+    std::lock_guard<std::mutex> guard{locks_[k % locks_.size()]};
+    if (slot.seq != e.seq || slot.session != e.session_id) {
+      auto j = to_json(e);
+      j["op"] = "event";
+      slot.text = dump(j);
+      slot.session = e.session_id;
+      slot.seq = e.seq;
+    }
+    return slot.text;
+  }
+
+private:
+  struct slot_type {
+    std::string session;
+    uint64_t seq = 0; // 0: empty (seqs start at 1)
+    std::string text;
+  };
+  std::array<slot_type, 4096> slots_;
+  std::array<std::mutex, 64> locks_;
+};
+
+std::shared_ptr<frame_cache> make_frame_cache() {
+  return std::make_shared<frame_cache>();
+}
+
+namespace {
+
 void send_event(self_ptr self, const event& e) {
-  auto j = to_json(e);
-  j["op"] = "event";
-  send(self, j);
+  auto text = self->state.ctx->frames->frame(e);
+  self->state.ctx->if_open([&] {
+    if (auto s = self->state.sink.lock())
+      s->send_text(std::move(text));
+  });
 }
 
 void replay_step(self_ptr self, const std::string& id);
 
-/// Sends live events in order; a gap switches back to the store.
+/// Sends live events in order; a gap holds the rest back and switches to
+/// the store.
+template <class Iter>
 void deliver(self_ptr self, const std::string& id, subscription& sub,
-             std::deque<event>& events) {
-  while (!events.empty()) {
-    auto& e = events.front();
-    if (e.seq <= sub.last_sent) {
-      events.pop_front();
-    } else if (e.seq == sub.last_sent + 1) {
+             Iter first, Iter last) {
+  for (; first != last; ++first) {
+    auto& e = *first;
+    if (e.seq <= sub.last_sent)
+      continue;
+    if (e.seq == sub.last_sent + 1) {
       send_event(self, e);
       sub.last_sent = e.seq;
-      events.pop_front();
-    } else {
-      sub.replaying = true;
-      for (auto& rest : events)
-        sub.pending.push_back(std::move(rest));
-      events.clear();
-      self->send(self, replay_atom::value, id, sub.gen);
-      return;
+      continue;
     }
+    sub.replaying = true;
+    sub.pending.insert(sub.pending.end(), first, last);
+    self->send(self, replay_atom::value, id, sub.gen);
+    return;
   }
+}
+
+void deliver_pending(self_ptr self, const std::string& id, subscription& sub) {
+  auto pending = std::move(sub.pending);
+  sub.pending.clear();
+  deliver(self, id, sub, pending.begin(), pending.end());
 }
 
 void replay_step(self_ptr self, const std::string& id) {
@@ -154,9 +204,7 @@ void replay_step(self_ptr self, const std::string& id) {
   }
   // Caught up with the store: go live with what was held back.
   sub.replaying = false;
-  auto pending = std::move(sub.pending);
-  sub.pending.clear();
-  if (!pending.empty() && pending.front().seq > sub.last_sent + 1
+  if (!sub.pending.empty() && sub.pending.front().seq > sub.last_sent + 1
       && page.empty()) {
     // The store lacks events the hub already delivered: cannot happen while
     // the output gate holds; refuse to show a gap.
@@ -168,7 +216,7 @@ void replay_step(self_ptr self, const std::string& id) {
                    caf::actor{self}, id);
     return;
   }
-  deliver(self, id, sub, pending);
+  deliver_pending(self, id, sub);
 }
 
 /// Subscribes at the hub (again); `reply` sends the "subscribed" op.
@@ -193,9 +241,7 @@ void hub_subscribe(self_ptr self, const std::string& id, uint64_t gen,
           sub.replaying = true;
           replay_step(self, id);
         } else {
-          auto pending = std::move(sub.pending);
-          sub.pending.clear();
-          deliver(self, id, sub, pending);
+          deliver_pending(self, id, sub);
         }
       },
       [self, id, gen, ref](caf::error& err) {
@@ -349,8 +395,10 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
                    + " bytes ignored: the protocol is JSON text",
                  nullptr);
     },
-    [self](events_atom, const std::string& id, std::vector<event>& events) {
-      // The (empty) reply is our credit at the hub.
+    [self](events_atom, const std::string& id,
+           const std::vector<event>& events) {
+      // The (empty) reply is our credit at the hub. The events are taken by
+      // const reference: every client of the session shares one message.
       auto i = self->state.subs.find(id);
       if (i == self->state.subs.end())
         return;
@@ -363,13 +411,10 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
             sub.replaying = true;
           return;
         }
-        for (auto& e : events)
-          sub.pending.push_back(std::move(e));
+        sub.pending.insert(sub.pending.end(), events.begin(), events.end());
         return;
       }
-      std::deque<event> q{std::make_move_iterator(events.begin()),
-                          std::make_move_iterator(events.end())};
-      deliver(self, id, sub, q);
+      deliver(self, id, sub, events.begin(), events.end());
     },
     [self](lagged_atom, const std::string& id, uint64_t) {
       // Dropped by the hub (we lagged, or the session was unloaded): resume
