@@ -3,6 +3,7 @@
 // the store, the embedded host and the transport together, and waits for
 // SIGINT/SIGTERM, which it blocks before any thread starts.
 #include <pthread.h>
+#include <sched.h>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -10,9 +11,11 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <caf/actor_system.hpp>
 #include <caf/config_option_adder.hpp>
+#include <caf/settings.hpp>
 #include <spdlog/spdlog.h>
 
 #include "app/demo.hpp"
@@ -103,6 +106,17 @@ int serve(int argc, char** argv) {
   }
   if (cfg.cli_helptext_printed)
     return 0;
+  // CAF sizes its scheduler by the machine's cores. A server confined to
+  // fewer (taskset, a cpuset) would run more workers than it has cores and
+  // pay a context switch on every hop between them; unless the scheduler's
+  // size is configured, use the CPUs this process may run on.
+  cpu_set_t cpus;
+  if (!caf::get_if<size_t>(&cfg.content, "scheduler.max-threads")
+      && sched_getaffinity(0, sizeof cpus, &cpus) == 0
+      && CPU_COUNT(&cpus) > 0
+      && static_cast<unsigned>(CPU_COUNT(&cpus))
+           < std::thread::hardware_concurrency())
+    cfg.set("scheduler.max-threads", static_cast<size_t>(CPU_COUNT(&cpus)));
   if (!cfg.remainder.empty()) {
     std::cerr << "sessionhost serve: unexpected argument '"
               << cfg.remainder.front() << "' (options are --name=value)\n"
