@@ -1019,6 +1019,7 @@ int load_run::run() {
     ",\"errors\":%" PRIu64 ",\"create_s\":%.3f,\"connect_s\":%.3f,"
     "\"subscribe_s\":%.3f,"
     "\"server\":{\"pid\":%ld,\"cpu_s\":%.2f,\"cpu_pct\":%.1f,"
+    "\"delivered_per_cpu_s\":%.0f,"
     "\"rss_kb_before_subscribers\":%ld,\"rss_kb_subscribed\":%ld,"
     "\"rss_kb_end\":%ld,\"kb_per_subscriber\":%.2f}%s%s%s}\n",
     o_.idle ? "idle" : (o_.rate > 0 ? "rate" : "window"), R, o_.clients, nsubs,
@@ -1027,7 +1028,9 @@ int load_run::run() {
     behind_, p50, p99, p999, mx, latencies_us_.size(), gaps, dups,
     conns_with_gaps, conns_with_dups, errors_, create_s, connect_s,
     subscribe_s, pid, server_cpu_s,
-    window_s > 0 ? 100.0 * server_cpu_s / window_s : 0.0, s0.rss_kb,
+    window_s > 0 ? 100.0 * server_cpu_s / window_s : 0.0,
+    server_cpu_s > 0 ? static_cast<double>(delivered_window_) / server_cpu_s
+                     : 0.0, s0.rss_kb,
     s_sub.rss_kb, s2.rss_kb,
     nsubs > 0 && s_sub.rss_kb > 0 && s0.rss_kb > 0
       ? static_cast<double>(s_sub.rss_kb - s0.rss_kb) / static_cast<double>(nsubs)
