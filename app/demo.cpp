@@ -2,6 +2,7 @@
 // per tick, round robin. Failures are logged and retried on the next tick.
 #include "app/demo.hpp"
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@ constexpr std::chrono::seconds request_timeout{10};
 struct demo_state {
   session_host_actor host;
   std::vector<std::string> roles;
+  std::set<std::string> creating; // roles whose create is in flight
   std::chrono::milliseconds period{700};
   size_t next = 0;
   uint64_t ticks = 0;
@@ -37,6 +39,8 @@ using demo_self = caf::stateful_actor<demo_state>*;
 /// when there is none.
 template <class F>
 void with_demo_session(demo_self self, const std::string& role, F f) {
+  if (self->state.creating.count(role) > 0)
+    return; // a slow create: skip this tick rather than create twice
   auto host = self->state.host;
   self->request(host, request_timeout, get_by_role_atom::value, role)
     .then([f](session_actor& s) mutable { f(s); },
@@ -45,12 +49,15 @@ void with_demo_session(demo_self self, const std::string& role, F f) {
               spdlog::warn("demo: {}: {}", role, message_of(err));
               return;
             }
+            if (!self->state.creating.insert(role).second)
+              return; // another lookup got here first
             metadata_map md{{"demo", "true"}};
             self
               ->request(host, request_timeout, create_atom::value,
                         std::string{"echo"}, role, md)
               .then(
                 [self, role, f](session_info& info) mutable {
+                  self->state.creating.erase(role);
                   spdlog::info("demo: created {} ({})", role, info.id);
                   self
                     ->request(self->state.host, request_timeout,
@@ -58,7 +65,8 @@ void with_demo_session(demo_self self, const std::string& role, F f) {
                     .then([f](session_actor& s) mutable { f(s); },
                           [](caf::error&) {});
                 },
-                [role](caf::error& e) {
+                [self, role](caf::error& e) {
+                  self->state.creating.erase(role);
                   // e.g. a conflict with a session created meanwhile.
                   spdlog::warn("demo: cannot create {}: {}", role,
                                message_of(e));
