@@ -115,7 +115,9 @@ using session_host_actor = caf::typed_actor<
   // From sessions, to keep the host's indexes without asking them.
   caf::reacts_to<state_changed_atom, std::string, session_state>,
   caf::reacts_to<peer_changed_atom, std::string, std::string, bool>,
-  caf::reacts_to<idle_atom, std::string, uint64_t>>;
+  caf::reacts_to<idle_atom, std::string, uint64_t>,
+  // Internal: one store transaction for the creates of a burst.
+  caf::reacts_to<create_commit_atom>>;
 
 /// Keeps session → client subscriptions and sends each client the events of
 /// the sessions it subscribed to (seed 004's ClientHub). A client is any

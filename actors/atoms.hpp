@@ -104,6 +104,8 @@ using state_changed_atom = caf::atom_constant<caf::atom("h_state")>;
 using peer_changed_atom = caf::atom_constant<caf::atom("h_peer")>;
 /// Session → host: it is idle and may be unloaded.
 using idle_atom = caf::atom_constant<caf::atom("h_idle")>;
+/// Host-internal: store the sessions created since the last commit.
+using create_commit_atom = caf::atom_constant<caf::atom("h_crcommit")>;
 
 // -- client hub and broadcast listener ------------------------------------
 /// client hub: subscribe a client actor to a session.

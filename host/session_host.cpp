@@ -1,6 +1,7 @@
 #include "host/session_host.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <set>
 #include <unordered_map>
@@ -22,21 +23,37 @@ namespace {
 struct host_state {
   static inline const char* name = "sessionhost.session_host";
 
+  // Kept small: the host holds one per loaded session.
   struct entry {
     session_actor handle;
     session_state state;
-    std::string peer;
   };
+  using loaded_map = std::unordered_map<std::string, entry>;
 
   host_args args;
-  std::unordered_map<std::string, entry> loaded;
-  std::unordered_map<caf::actor_addr, std::string> by_addr;
+  // Shared with the exit path, which runs after the state is gone.
+  std::shared_ptr<loaded_map> loaded_owner = std::make_shared<loaded_map>();
+  loaded_map& loaded = *loaded_owner;
+  // Keys point into `loaded` (its nodes never move).
+  std::unordered_map<caf::actor_addr, const std::string*> by_addr;
+  // Only sessions with a peer: identity by id, and ids by identity.
+  std::unordered_map<std::string, std::string> peer_of;
   std::unordered_map<std::string, std::set<std::string>> by_peer;
   // Sessions being unloaded, with the operations waiting to load them again.
   std::unordered_map<std::string, std::vector<std::function<void()>>> unloading;
   bool shutting_down = false;
-  // Every live session actor, shared with the exit path.
-  std::shared_ptr<std::unordered_map<caf::actor_addr, caf::actor>> spawned;
+  // Creates of the current burst, stored together by create_commit (one
+  // transaction, so one fsync, for all of them).
+  struct pending_create {
+    session_info info;
+    caf::typed_response_promise<session_info> rp;
+  };
+  std::vector<pending_create> creating;
+  std::set<std::string> creating_roles; // roles of `creating`
+  // Unloads waiting for a slot: at most max_unloads_in_flight at once.
+  std::deque<std::pair<std::string, std::function<void(caf::expected<session_info>)>>>
+    unload_backlog;
+  size_t unloads_in_flight = 0;
 };
 
 using self_pointer = session_host_actor::stateful_pointer<host_state>;
@@ -56,18 +73,18 @@ caf::error from_store(const store_error& e) {
 }
 
 void index_peer(host_state& st, const std::string& id, const std::string& peer) {
-  auto& e = st.loaded[id];
-  if (!e.peer.empty()) {
-    auto i = st.by_peer.find(e.peer);
-    if (i != st.by_peer.end()) {
+  if (auto p = st.peer_of.find(id); p != st.peer_of.end()) {
+    if (auto i = st.by_peer.find(p->second); i != st.by_peer.end()) {
       i->second.erase(id);
       if (i->second.empty())
         st.by_peer.erase(i);
     }
+    st.peer_of.erase(p);
   }
-  e.peer = peer;
-  if (!peer.empty())
+  if (!peer.empty()) {
+    st.peer_of.emplace(id, peer);
     st.by_peer[peer].insert(id);
+  }
 }
 
 void forget(host_state& st, const std::string& id) {
@@ -75,9 +92,7 @@ void forget(host_state& st, const std::string& id) {
   if (i == st.loaded.end())
     return;
   index_peer(st, id, "");
-  auto addr = i->second.handle.address();
-  st.spawned->erase(addr);
-  st.by_addr.erase(addr);
+  st.by_addr.erase(i->second.handle.address());
   st.loaded.erase(i);
 }
 
@@ -91,9 +106,8 @@ session_actor adopt(self_pointer self, session_info info,
                                             st.args.services,
                                             session_host_actor{self}, is_new});
   self->monitor(handle);
-  st.spawned->emplace(handle.address(), caf::actor_cast<caf::actor>(handle));
-  st.loaded[id] = host_state::entry{handle, state, ""};
-  st.by_addr[handle.address()] = id;
+  auto i = st.loaded.insert_or_assign(id, host_state::entry{handle, state}).first;
+  st.by_addr[handle.address()] = &i->first;
   return handle;
 }
 
@@ -148,38 +162,111 @@ void with_session(self_pointer self, const std::string& id, session_cont ok,
     fail(h.error());
 }
 
-// Unloads a loaded session: it flushes, snapshots and stops; then whatever
-// waited for it runs.
-void unload(self_pointer self, const std::string& id,
-            std::function<void(caf::expected<session_info>)> done) {
+// CAF 0.17 keeps an actor's pending request handlers in a flat map searched
+// linearly, so a host that asked 100,000 sessions to unload at once (shutdown,
+// a wave of idle passivation) would spend quadratic time on its own replies.
+constexpr size_t max_unloads_in_flight = 256;
+
+using unload_done = std::function<void(caf::expected<session_info>)>;
+
+void start_unload(self_pointer self, const std::string& id, unload_done done);
+
+// Starts waiting unloads while there is room.
+void drain_unloads(self_pointer self) {
   auto& st = self->state;
-  auto i = st.loaded.find(id);
-  if (i == st.loaded.end()) {
+  while (st.unloads_in_flight < max_unloads_in_flight
+         && !st.unload_backlog.empty()) {
+    auto [id, done] = std::move(st.unload_backlog.front());
+    st.unload_backlog.pop_front();
+    start_unload(self, id, std::move(done));
+  }
+}
+
+// Unloads a loaded session: it flushes, snapshots and stops; then whatever
+// waited for it runs. From the call on, the session counts as unloading.
+void unload(self_pointer self, const std::string& id, unload_done done) {
+  auto& st = self->state;
+  if (!st.loaded.count(id)) {
     done(make_error(errc::not_found, "session " + id + " is not loaded"));
     return;
   }
-  auto handle = i->second.handle;
   st.unloading[id];
-  self->request(handle, caf::infinite, unload_atom::value)
-    .then(
-      [self, id, done](session_info& info) {
-        auto& st = self->state;
-        forget(st, id);
-        auto waiting = std::move(st.unloading[id]);
-        st.unloading.erase(id);
-        done(std::move(info));
-        for (auto& w : waiting)
-          w();
-      },
-      [self, id, done](caf::error& err) {
-        auto& st = self->state;
-        forget(st, id);
-        auto waiting = std::move(st.unloading[id]);
-        st.unloading.erase(id);
-        done(err);
-        for (auto& w : waiting)
-          w();
-      });
+  st.unload_backlog.emplace_back(id, std::move(done));
+  drain_unloads(self);
+}
+
+void start_unload(self_pointer self, const std::string& id, unload_done done) {
+  auto& st = self->state;
+  auto finish = [self, id, done](caf::expected<session_info> x) {
+    auto& st = self->state;
+    forget(st, id);
+    auto waiting = std::move(st.unloading[id]);
+    st.unloading.erase(id);
+    done(std::move(x));
+    for (auto& w : waiting)
+      w();
+  };
+  auto i = st.loaded.find(id);
+  if (i == st.loaded.end()) { // gone while it waited for a slot
+    finish(make_error(errc::not_found, "session " + id + " is not loaded"));
+    return;
+  }
+  ++st.unloads_in_flight;
+  auto finished = [self, finish](caf::expected<session_info> x) mutable {
+    --self->state.unloads_in_flight;
+    finish(std::move(x));
+    drain_unloads(self);
+  };
+  self->request(i->second.handle, caf::infinite, unload_atom::value)
+    .then([finished](session_info& info) mutable { finished(std::move(info)); },
+          [finished](caf::error& err) mutable { finished(err); });
+}
+
+// Stores the sessions of a burst in one transaction, then starts them; a
+// session answers its create once its first steps (e.g. → ACTIVE) are
+// durable. When the transaction fails on a conflict (another node took a
+// role), each is retried alone so only the conflicting ones fail.
+void commit_creates(self_pointer self) {
+  auto& st = self->state;
+  auto batch = std::move(st.creating);
+  st.creating.clear();
+  st.creating_roles.clear();
+  if (batch.empty())
+    return;
+  if (st.shutting_down) { // nothing stored: the sessions never existed
+    for (auto& c : batch)
+      c.rp.deliver(make_error(errc::unavailable, "host is shutting down"));
+    return;
+  }
+  auto start = [self](host_state::pending_create& c) {
+    auto handle = adopt(self, std::move(c.info), {}, true);
+    c.rp.delegate(handle, sync_atom::value);
+  };
+  std::vector<session_info> infos;
+  infos.reserve(batch.size());
+  for (auto& c : batch)
+    infos.push_back(c.info);
+  try {
+    st.args.store->create_many(infos);
+    for (auto& c : batch)
+      start(c);
+    return;
+  } catch (const store_error& e) {
+    if (batch.size() == 1 || e.error_code() != store_error::code::conflict) {
+      for (auto& c : batch)
+        c.rp.deliver(from_store(e));
+      return;
+    }
+  }
+  for (auto& c : batch) {
+    try {
+      st.args.store->create(c.info);
+    } catch (const store_error& e) {
+      c.rp.deliver(from_store(e));
+      continue;
+    }
+    start(c);
+  }
 }
 
 caf::error check_create(const std::string& type, const std::string& role,
@@ -215,19 +302,17 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
   self->state.args = std::move(args);
   // Sessions do not outlive their host (a killed host would otherwise leave
   // them running, and ~actor_system waiting for them). The state is gone by
-  // the time attached functors run, so they get their own list.
-  auto sessions = std::make_shared<std::unordered_map<caf::actor_addr, caf::actor>>();
-  self->state.spawned = sessions;
-  self->attach_functor([sessions](const caf::error&) {
-    for (auto& [addr, s] : *sessions)
-      caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  // the time attached functors run, so the functor shares the loaded map.
+  self->attach_functor([sessions = self->state.loaded_owner](const caf::error&) {
+    for (auto& [id, e] : *sessions)
+      caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
   });
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto i = st.by_addr.find(dm.source);
     if (i == st.by_addr.end())
       return;
-    auto id = i->second;
+    auto id = *i->second;
     if (!st.unloading.count(id)) // an unload cleans up after itself
       forget(st, id);
   });
@@ -242,6 +327,9 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       auto& types = st.args.services->types;
       if (types && !types->contains(type))
         return make_error(errc::bad_request, "unknown session type " + type);
+      if (!role.empty() && st.creating_roles.count(role))
+        return make_error(errc::conflict, "role " + role
+                                            + " is being taken by another create");
       session_info info;
       info.id = st.args.ids->next();
       info.type = type;
@@ -255,14 +343,19 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
             return make_error(errc::conflict, "role " + role
                                                 + " is held by session "
                                                 + *holder);
-        st.args.store->create(info);
       } catch (const store_error& e) {
         return from_store(e);
       }
-      auto handle = adopt(self, info, {}, true);
-      // Replies once the type's first steps (e.g. → ACTIVE) are durable.
-      return self->delegate(handle, sync_atom::value);
+      if (st.creating.empty())
+        // Behind the creates already queued: one commit per burst.
+        self->send(self, create_commit_atom::value);
+      if (!role.empty())
+        st.creating_roles.insert(role);
+      auto rp = self->make_response_promise<session_info>();
+      st.creating.push_back(host_state::pending_create{std::move(info), rp});
+      return rp;
     },
+    [self](create_commit_atom) { commit_creates(self); },
     [self](get_session_atom, const std::string& id) -> caf::result<session_actor> {
       auto rp = self->make_response_promise<session_actor>();
       with_session(

@@ -7,6 +7,7 @@ namespace sessionhost {
 
 session_store::~session_store() = default;
 
+
 bool operator==(const session_info& x, const session_info& y) {
   auto tie = [](const session_info& i) {
     return std::tie(i.id, i.type, i.role, i.metadata, i.state, i.created_at,
@@ -87,18 +88,33 @@ bool memory_store::role_taken(const std::string& role,
 }
 
 void memory_store::create(const session_info& info) {
+  create_many({info});
+}
+
+void memory_store::create_many(const std::vector<session_info>& infos) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (fail_writes_)
     throw store_error(code::io, "injected write failure");
-  if (sessions_.count(info.id))
-    throw store_error(code::conflict, "session " + info.id + " exists");
-  if (role_taken(info.role, info.id))
-    throw store_error(code::conflict, "role " + info.role + " is taken");
-  record r;
-  r.snapshot = info;
-  r.snapshot.last_seq = 0;
-  r.epoch = info.epoch;
-  sessions_.emplace(info.id, std::move(r));
+  // All or none: undo this call's inserts when one of them fails.
+  size_t done = 0;
+  try {
+    for (; done < infos.size(); ++done) {
+      auto& info = infos[done];
+      if (sessions_.count(info.id))
+        throw store_error(code::conflict, "session " + info.id + " exists");
+      if (role_taken(info.role, info.id))
+        throw store_error(code::conflict, "role " + info.role + " is taken");
+      record r;
+      r.snapshot = info;
+      r.snapshot.last_seq = 0;
+      r.epoch = info.epoch;
+      sessions_.emplace(info.id, std::move(r));
+    }
+  } catch (...) {
+    for (size_t i = 0; i < done; ++i)
+      sessions_.erase(infos[i].id);
+    throw;
+  }
 }
 
 void memory_store::append(const std::vector<append_batch>& batches) {

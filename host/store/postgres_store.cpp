@@ -407,26 +407,40 @@ postgres_store::postgres_store(const std::string& url, size_t pool_size)
 postgres_store::~postgres_store() = default;
 
 void postgres_store::create(const session_info& info) {
-  check_text(info.id, "session id");
-  check_text(info.type, "session type");
-  check_text(info.role, "session role");
-  auto snapshot = info;
-  snapshot.last_seq = 0;
-  snapshot.loaded = false;
-  auto blob = encode_snapshot(snapshot);
+  create_many({info});
+}
+
+void postgres_store::create_many(const std::vector<session_info>& infos) {
+  if (infos.empty())
+    return;
+  std::vector<std::string> blobs;
+  blobs.reserve(infos.size());
+  for (auto& info : infos) {
+    check_text(info.id, "session id");
+    check_text(info.type, "session type");
+    check_text(info.role, "session role");
+    auto snapshot = info;
+    snapshot.last_seq = 0;
+    snapshot.loaded = false;
+    blobs.push_back(encode_snapshot(snapshot));
+  }
   impl_->with_connection([&](pqxx::connection& c) {
     pqxx::work tx{c};
-    if (!tx.exec_prepared("session_exists", info.id).empty())
-      throw store_error(code::conflict, "session " + info.id + " exists");
-    if (!info.role.empty()
-        && !tx.exec_prepared("role_taken", info.role, info.id).empty())
-      throw store_error(code::conflict, "role " + info.role + " is taken");
-    // A concurrent create of the same id or live role still fails here, on
-    // the primary key or the partial unique index (unique_violation).
-    tx.exec_prepared0("insert_session", info.id, info.type, info.role,
-                      to_string(info.state), static_cast<int64_t>(info.created_at),
-                      to_db(info.epoch), bytes(blob),
-                      static_cast<int64_t>(info.updated_at));
+    for (size_t i = 0; i < infos.size(); ++i) {
+      auto& info = infos[i];
+      if (!tx.exec_prepared("session_exists", info.id).empty())
+        throw store_error(code::conflict, "session " + info.id + " exists");
+      if (!info.role.empty()
+          && !tx.exec_prepared("role_taken", info.role, info.id).empty())
+        throw store_error(code::conflict, "role " + info.role + " is taken");
+      // A concurrent create of the same id or live role still fails here, on
+      // the primary key or the partial unique index (unique_violation).
+      tx.exec_prepared0("insert_session", info.id, info.type, info.role,
+                        to_string(info.state),
+                        static_cast<int64_t>(info.created_at),
+                        to_db(info.epoch), bytes(blobs[i]),
+                        static_cast<int64_t>(info.updated_at));
+    }
     tx.commit();
   });
 }

@@ -67,6 +67,12 @@ public:
   /// and another session with that role is not CLEANED.
   virtual void create(const session_info& info) = 0;
 
+  /// Stores several new sessions in one transaction: all of them or none,
+  /// failing as `create` would for the first one that cannot be created. The
+  /// host creates the sessions of a burst this way (one fsync, not one per
+  /// session).
+  virtual void create_many(const std::vector<session_info>& infos) = 0;
+
   /// Writes every batch in one transaction: all of them or none. Throws
   /// `not_found`, `stale_epoch` (epoch below the stored one) or `seq_gap`
   /// (events not exactly last_seq + 1, last_seq + 2, …) and then writes none.

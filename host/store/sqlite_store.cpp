@@ -508,21 +508,33 @@ const std::string& sqlite_store::path() const noexcept {
 }
 
 void sqlite_store::create(const session_info& info) {
-  auto snapshot = info;
-  snapshot.last_seq = 0;
-  snapshot.loaded = false;
-  auto blob = encode_snapshot(snapshot);
+  create_many({info});
+}
+
+void sqlite_store::create_many(const std::vector<session_info>& infos) {
+  if (infos.empty())
+    return;
+  std::vector<std::string> blobs;
+  blobs.reserve(infos.size());
+  for (auto& info : infos) {
+    auto snapshot = info;
+    snapshot.last_seq = 0;
+    snapshot.loaded = false;
+    blobs.push_back(encode_snapshot(snapshot));
+  }
   std::lock_guard<std::mutex> guard{impl_->write_mtx};
   write_transaction tx{*impl_->writer};
-  {
-    use u{*impl_->w_session};
-    u->bind(1, info.id);
-    if (u->step())
-      throw store_error(code::conflict, "session " + info.id + " exists");
-  }
-  if (impl_->role_taken(info.role, info.id))
-    throw store_error(code::conflict, "role " + info.role + " is taken");
-  {
+  for (size_t i = 0; i < infos.size(); ++i) {
+    auto& info = infos[i];
+    {
+      use u{*impl_->w_session};
+      u->bind(1, info.id);
+      if (u->step())
+        throw store_error(code::conflict, "session " + info.id + " exists");
+    }
+    // Sees the rows inserted before it in this transaction too.
+    if (impl_->role_taken(info.role, info.id))
+      throw store_error(code::conflict, "role " + info.role + " is taken");
     use u{*impl_->w_insert_session};
     u->bind(1, info.id)
       .bind(2, info.type)
@@ -530,7 +542,7 @@ void sqlite_store::create(const session_info& info) {
       .bind(4, to_string(info.state))
       .bind(5, static_cast<int64_t>(info.created_at))
       .bind(6, to_db(info.epoch))
-      .bind_blob(7, blob)
+      .bind_blob(7, blobs[i])
       .bind(8, static_cast<int64_t>(info.updated_at));
     u->step();
   }

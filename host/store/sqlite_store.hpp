@@ -40,6 +40,7 @@ public:
   sqlite_store& operator=(const sqlite_store&) = delete;
 
   void create(const session_info& info) override;
+  void create_many(const std::vector<session_info>& infos) override;
   void append(const std::vector<append_batch>& batches) override;
   std::vector<event> read_events(const std::string& id, uint64_t after_seq,
                                  size_t limit) override;

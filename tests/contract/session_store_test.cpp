@@ -243,6 +243,29 @@ TEST_P(session_store_contract, a_role_is_held_by_one_live_session) {
   EXPECT_EQ(store_->find_by_role("agent-1"), std::optional<std::string>{"s2"});
 }
 
+TEST_P(session_store_contract, create_many_stores_all_or_none) {
+  store_->create(make_info("s0", "agent-0"));
+  store_->create_many({make_info("s1", "agent-1"), make_info("s2"),
+                       make_info("s3", "agent-3")});
+  EXPECT_EQ(store_->count({}), 4u);
+  EXPECT_EQ(store_->find_by_role("agent-3"), std::optional<std::string>{"s3"});
+  // One conflict anywhere (a live role, an id, or two of the batch with one
+  // role) and nothing of the batch is stored.
+  EXPECT_STORE_ERROR(store_->create_many({make_info("s4"), make_info("s5", "agent-0")}),
+                     code::conflict);
+  EXPECT_STORE_ERROR(store_->create_many({make_info("s4"), make_info("s1")}),
+                     code::conflict);
+  EXPECT_STORE_ERROR(store_->create_many({make_info("s4", "agent-9"),
+                                          make_info("s5", "agent-9")}),
+                     code::conflict);
+  EXPECT_FALSE(store_->load("s4"));
+  EXPECT_FALSE(store_->load("s5"));
+  EXPECT_FALSE(store_->find_by_role("agent-9"));
+  EXPECT_EQ(store_->count({}), 4u);
+  store_->create_many({});
+  EXPECT_EQ(store_->count({}), 4u);
+}
+
 TEST_P(session_store_contract, a_snapshot_cannot_take_a_live_role) {
   store_->create(make_info("s1", "agent-1"));
   store_->create(make_info("s2"));

@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 using namespace sessionhost;
 using namespace std::chrono_literals;
 
@@ -69,6 +71,38 @@ TEST_F(host_test, a_role_is_held_until_its_session_is_cleaned) {
   ASSERT_TRUE(done) << message_of(done.error());
   EXPECT_EQ(done->state, session_state::cleaned);
   EXPECT_TRUE(create("echo", "auth"));
+}
+
+TEST_F(host_test, a_burst_of_creates_is_stored_together_and_a_role_goes_to_one) {
+  // 200 creates in flight at once, 5 of them for the same role: they are
+  // committed in bursts, each stored exactly once, one role holder.
+  for (int i = 0; i < 200; ++i)
+    self->send(host->host(), create_atom::value, std::string{"echo"},
+               i % 40 == 0 ? std::string{"shared"} : "r" + std::to_string(i),
+               metadata_map{});
+  std::set<std::string> ids;
+  int conflicts = 0;
+  for (int i = 0; i < 200; ++i)
+    self->receive(
+      [&](session_info& info) {
+        EXPECT_EQ(info.state, session_state::active);
+        ids.insert(info.id);
+      },
+      [&](caf::error& err) {
+        EXPECT_EQ(code_of(err), errc::conflict) << message_of(err);
+        ++conflicts;
+      },
+      caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+  EXPECT_EQ(ids.size(), 196u);
+  EXPECT_EQ(conflicts, 4);
+  EXPECT_EQ(call<uint64_t>(host->host(), count_atom::value, session_filter{})
+              .value_or(0),
+            196u);
+  session_filter shared;
+  shared.role = "shared";
+  EXPECT_EQ(list(shared).sessions.size(), 1u);
+  for (auto& id : ids)
+    EXPECT_EQ(store->load(id)->id, id);
 }
 
 TEST_F(host_test, unknown_and_malformed_ids_are_not_found_and_change_nothing) {
