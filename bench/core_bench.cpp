@@ -2,11 +2,14 @@
 //
 //   activation      create N sessions through the host (memory store): sessions/s
 //   memory          resident bytes per loaded idle session at N sessions
+//   activation_of_stored  load sessions that are only in the store: sessions/s
 //   reload          unload + load round trip of one session: µs
 //   publish         durable publish throughput, one session and 100 sessions,
 //                   with one subscriber each: events/s
 //
 // Usage: core_bench [--sessions=N] [--store=memory:|sqlite:PATH] [--quick]
+//                   [--idle-timer=on|off] [--policy=stealing|sharing]
+//                   [--threads=N]
 // (--quick: tiny sizes, for CI to keep the benchmark working).
 #include <chrono>
 #include <cstdio>
@@ -59,14 +62,21 @@ std::string arg(int argc, char** argv, const std::string& name,
 // Sends requests in windows of `window` and waits for all replies: the host
 // and sessions stay busy without unbounded queues.
 template <class Make>
-size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make) {
+size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
+                 std::vector<std::string>* ids = nullptr) {
   size_t ok = 0;
   for (size_t done = 0; done < n;) {
     size_t batch = std::min(window, n - done);
     for (size_t i = 0; i < batch; ++i)
       make(done + i);
     for (size_t i = 0; i < batch; ++i)
-      self->receive([&](session_info&) { ++ok; }, [&](uint64_t) { ++ok; },
+      self->receive(
+                    [&](session_info& info) {
+                      ++ok;
+                      if (ids)
+                        ids->push_back(info.id);
+                    },
+                    [&](uint64_t) { ++ok; },
                     [&](caf::error& e) {
                       std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
                     });
@@ -91,20 +101,33 @@ int main(int argc, char** argv) {
   size_t events = quick ? 2000 : 200000;
 
   caf::actor_system_config cfg;
+  // --policy=sharing|stealing: CAF's scheduler (work stealing by default).
+  auto policy = arg(argc, argv, "policy", "stealing");
+  cfg.set("scheduler.policy", caf::atom_from_string(policy));
+  if (auto threads = std::stoul(arg(argc, argv, "threads", "0")))
+    cfg.set("scheduler.max-threads", threads);
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   host_options opts;
   opts.store = open_store(store_url, "/tmp");
-  opts.config.idle_timeout = 0ms;
+  // Idle passivation as configured by default (one pending timer per idle
+  // session), unless --idle-timer=off.
+  if (arg(argc, argv, "idle-timer", "on") == "off")
+    opts.config.idle_timeout = 0ms;
   embedded_host host{sys, opts};
 
   // -- activation and memory ---------------------------------------------
   auto rss0 = rss_bytes();
   auto t0 = steady_clock::now();
-  auto created = pipelined(self, sessions, 1000, [&](size_t) {
-    self->send(host.host(), create_atom::value, std::string{"agent"},
-               std::string{}, metadata_map{});
-  });
+  std::vector<std::string> ids;
+  ids.reserve(sessions);
+  auto created = pipelined(
+    self, sessions, 1000,
+    [&](size_t) {
+      self->send(host.host(), create_atom::value, std::string{"agent"},
+                 std::string{}, metadata_map{});
+    },
+    &ids);
   auto secs = seconds_since(t0);
   auto rss1 = rss_bytes();
   std::printf("{\"bench\":\"activation\",\"store\":\"%s\",\"sessions\":%zu,"
@@ -114,6 +137,20 @@ int main(int argc, char** argv) {
               "\"rss_delta_bytes\":%zu,\"bytes_per_session\":%.0f}\n",
               created, rss1 - rss0,
               static_cast<double>(rss1 - rss0) / static_cast<double>(created));
+
+  // -- activation of stored sessions: unload some, then load them again ---
+  size_t reload = std::min<size_t>(ids.size(), quick ? 1000 : 10000);
+  pipelined(self, reload, 256, [&](size_t i) {
+    self->send(host.host(), unload_atom::value, ids[i]);
+  });
+  t0 = steady_clock::now();
+  auto loaded = pipelined(self, reload, 1000, [&](size_t i) {
+    self->send(host.host(), load_atom::value, ids[i]);
+  });
+  secs = seconds_since(t0);
+  std::printf("{\"bench\":\"activation_of_stored\",\"store\":\"%s\","
+              "\"sessions\":%zu,\"seconds\":%.3f,\"sessions_per_s\":%.0f}\n",
+              store_url.c_str(), loaded, secs, loaded / secs);
 
   // -- unload/load round trip ---------------------------------------------
   session_info one;
