@@ -206,7 +206,7 @@ private:
       return;
     corked_ = on;
     int v = on ? 1 : 0;
-    ::setsockopt(ws_.next_layer().socket().native_handle(), IPPROTO_TCP,
+    ::setsockopt(ws_.next_layer().native_handle(), IPPROTO_TCP,
                  TCP_CORK, &v, sizeof v);
   }
 
@@ -291,7 +291,9 @@ private:
       handler_->on_closed();
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  // On the bare socket, not a beast::tcp_stream: the WebSocket has its own
+  // timeouts, and tcp_stream's two timers cost memory per idle connection.
+  websocket::stream<tcp::socket> ws_;
   server::impl* srv_;
   beast::flat_buffer buf_;
   std::shared_ptr<ws_handler> handler_;
