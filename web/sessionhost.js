@@ -380,9 +380,15 @@ export class SessionhostClient {
       if (!sub.inflight && !sub.resyncing) this._subscribeFrame(sub);
     }
     for (const [session, rec] of this._peers) {
-      this._request({ op: 'attach', session, peer: rec.peer }).then(
-        () => this._startHeartbeat(session, rec),
-        (err) => this._emit('error', err));
+      this._request({ op: 'attach', session, peer: rec.peer }).then(() => {
+        if (this._peers.get(session) === rec) this._startHeartbeat(session, rec);
+      }, (err) => {
+        // Refused (e.g. another peer holds the session): stop trying; a
+        // lost socket is retried by the next reconnect.
+        if (err.code !== 'disconnected' && this._peers.get(session) === rec)
+          this._peers.delete(session);
+        this._emit('error', err);
+      });
     }
     for (const p of this._pending.values()) if (!p.sent) this._transmit(p);
   }
@@ -457,7 +463,9 @@ export class SessionhostClient {
     rec.timer = null;
     if (!(rec.heartbeatMs > 0)) return;
     rec.timer = setInterval(() => {
-      this.heartbeat(session).catch((err) => this._emit('error', err));
+      this.heartbeat(session).catch((err) => {
+        if (err.code !== 'disconnected' && err.code !== 'closed') this._emit('error', err);
+      });
     }, rec.heartbeatMs);
   }
 }
