@@ -116,6 +116,10 @@ using session_host_actor = caf::typed_actor<
   caf::reacts_to<state_changed_atom, std::string, session_state>,
   caf::reacts_to<peer_changed_atom, std::string, std::string, bool>,
   caf::reacts_to<idle_atom, std::string, uint64_t>,
+  // From an idle session: ask it (idle_check) at this time. The host keeps
+  // one timer for all of them (idle_tick, with its generation).
+  caf::reacts_to<idle_soon_atom, micros>,
+  caf::reacts_to<idle_tick_atom, uint64_t>,
   // Internal: one store transaction for the creates of a burst.
   caf::reacts_to<create_commit_atom>>;
 

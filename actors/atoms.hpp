@@ -104,6 +104,9 @@ using state_changed_atom = caf::atom_constant<caf::atom("h_state")>;
 using peer_changed_atom = caf::atom_constant<caf::atom("h_peer")>;
 /// Session → host: it is idle and may be unloaded.
 using idle_atom = caf::atom_constant<caf::atom("h_idle")>;
+/// From an idle session: check me at (micros). Host-internal: the timer.
+using idle_soon_atom = caf::atom_constant<caf::atom("h_idlesoon")>;
+using idle_tick_atom = caf::atom_constant<caf::atom("h_idletick")>;
 /// Host-internal: store the sessions created since the last commit.
 using create_commit_atom = caf::atom_constant<caf::atom("h_crcommit")>;
 

@@ -56,7 +56,7 @@ struct session_data : session_control, session_context {
   bool emitting = false;
   uint64_t hb_gen = 0;
   uint64_t grace_gen = 0;
-  bool idle_timer = false;
+  bool idle_reported = false; // the host has this session's idle time
   micros last_activity = 0;
   bool unloading = false;
 
@@ -322,31 +322,35 @@ struct session_data : session_control, session_context {
            && !grace_active && !unloading;
   }
 
-  void arm_idle_timer() {
-    if (idle_timer || cfg().idle_timeout.count() <= 0 || unloading)
+  // Idle passivation without a timer per session: an idle session tells the
+  // host when it may be idle for long enough, once; the host keeps one timer
+  // for all of them and asks back (idle_check) at that time.
+  void arm_idle_timer() { arm_idle_timer(last_activity); }
+
+  // Reports `from` + idle_timeout as the time to check again.
+  void arm_idle_timer(micros from) {
+    if (idle_reported || cfg().idle_timeout.count() <= 0 || unloading || !host)
       return;
-    idle_timer = true;
-    self->delayed_send(self, cfg().idle_timeout, idle_check_atom::value,
-                       uint64_t{0});
+    idle_reported = true;
+    self->send(host, idle_soon_atom::value, from + idle_timeout_us());
+  }
+
+  micros idle_timeout_us() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+             cfg().idle_timeout)
+      .count();
   }
 
   void on_idle_check() {
-    idle_timer = false;
+    idle_reported = false;
     if (unloading)
       return;
-    auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                        cfg().idle_timeout)
-                        .count();
-    auto idle_for = now() - last_activity;
-    if (idle_now() && idle_for >= timeout_us) {
-      if (host)
-        self->send(host, idle_atom::value, rec.id, uint64_t{0});
-      return;
-    }
-    idle_timer = true;
-    auto wait_us = idle_for < timeout_us ? timeout_us - idle_for : timeout_us;
-    self->delayed_send(self, std::chrono::microseconds(wait_us),
-                       idle_check_atom::value, uint64_t{0});
+    if (!idle_now())
+      arm_idle_timer(now()); // busy (a subscriber, a peer): look again later
+    else if (now() - last_activity >= idle_timeout_us())
+      self->send(host, idle_atom::value, rec.id, uint64_t{0});
+    else
+      arm_idle_timer(); // active since it reported
   }
 
   // -- persistence ------------------------------------------------------------

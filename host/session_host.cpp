@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <queue>
 #include <functional>
 #include <set>
 #include <unordered_map>
@@ -54,6 +55,18 @@ struct host_state {
   std::deque<std::pair<std::string, std::function<void(caf::expected<session_info>)>>>
     unload_backlog;
   size_t unloads_in_flight = 0;
+  // Idle passivation: when to ask which session whether it is still idle
+  // (16 bytes per idle session instead of a CAF timer each), earliest first.
+  struct idle_entry {
+    micros at;
+    caf::actor_addr session;
+    bool operator>(const idle_entry& x) const { return at > x.at; }
+  };
+  std::priority_queue<idle_entry, std::vector<idle_entry>,
+                      std::greater<idle_entry>>
+    idle_queue;
+  micros idle_armed_at = 0; // 0: no timer
+  uint64_t idle_gen = 0;
 };
 
 using self_pointer = session_host_actor::stateful_pointer<host_state>;
@@ -267,6 +280,20 @@ void commit_creates(self_pointer self) {
     }
     start(c);
   }
+}
+
+// Keeps the host's one idle timer set for the earliest idle check.
+void arm_idle_tick(self_pointer self) {
+  auto& st = self->state;
+  if (st.idle_queue.empty())
+    return;
+  auto at = st.idle_queue.top().at;
+  if (st.idle_armed_at != 0 && st.idle_armed_at <= at)
+    return;
+  st.idle_armed_at = at;
+  auto now = st.args.services->clock->now();
+  auto delay = std::chrono::microseconds(at > now ? at - now : 0);
+  self->delayed_send(self, delay, idle_tick_atom::value, ++st.idle_gen);
 }
 
 caf::error check_create(const std::string& type, const std::string& role,
@@ -530,6 +557,29 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       auto& st = self->state;
       if (st.loaded.count(id))
         index_peer(st, id, peer);
+    },
+    [self](idle_soon_atom, micros at) {
+      auto& st = self->state;
+      st.idle_queue.push(host_state::idle_entry{
+        at, caf::actor_cast<caf::actor_addr>(self->current_sender())});
+      arm_idle_tick(self);
+    },
+    [self](idle_tick_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.idle_gen)
+        return; // re-armed since
+      st.idle_armed_at = 0;
+      auto now = st.args.services->clock->now();
+      while (!st.idle_queue.empty() && st.idle_queue.top().at <= now) {
+        auto addr = st.idle_queue.top().session;
+        st.idle_queue.pop();
+        auto i = st.by_addr.find(addr);
+        if (i == st.by_addr.end() || st.unloading.count(*i->second))
+          continue;
+        if (auto j = st.loaded.find(*i->second); j != st.loaded.end())
+          self->send(j->second.handle, idle_check_atom::value, uint64_t{0});
+      }
+      arm_idle_tick(self);
     },
     [self](idle_atom, const std::string& id, uint64_t) {
       auto& st = self->state;
