@@ -1,6 +1,7 @@
 #pragma once
-// Session ids, injected (seed 001). Production ids are random UUIDv4 strings,
-// unique across nodes without coordination; tests use a sequence.
+// Session ids, injected (seed 001). Production ids are UUIDv7 strings (time,
+// then random bits), unique across nodes without coordination and ordered by
+// creation time, which keeps store indexes appending; tests use a sequence.
 
 #include <atomic>
 #include <cstdint>
@@ -17,10 +18,10 @@ public:
   virtual std::string next() = 0;
 };
 
-/// Random RFC 4122 version-4 UUIDs ("3f2b…-4…").
+/// RFC 9562 version-7 UUIDs ("019a…-7…"): creation time, then random bits.
 class uuid_generator final : public id_generator {
 public:
-  /// A random UUIDv4.
+  /// A new UUIDv7.
   std::string next() override;
 };
 
