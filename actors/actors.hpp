@@ -121,7 +121,9 @@ using session_host_actor = caf::typed_actor<
   caf::reacts_to<idle_soon_atom, micros>,
   caf::reacts_to<idle_tick_atom, uint64_t>,
   // Internal: one store transaction for the creates of a burst.
-  caf::reacts_to<create_commit_atom>>;
+  caf::reacts_to<create_commit_atom>,
+  // Internal: one store transaction for the loads of a burst.
+  caf::reacts_to<load_commit_atom>>;
 
 /// Keeps session → client subscriptions and sends each client the events of
 /// the sessions it subscribed to (seed 004's ClientHub). A client is any

@@ -109,6 +109,8 @@ using idle_soon_atom = caf::atom_constant<caf::atom("h_idlesoon")>;
 using idle_tick_atom = caf::atom_constant<caf::atom("h_idletick")>;
 /// Host-internal: store the sessions created since the last commit.
 using create_commit_atom = caf::atom_constant<caf::atom("h_crcommit")>;
+/// Host-internal: activate the sessions asked for since the last commit.
+using load_commit_atom = caf::atom_constant<caf::atom("h_ldcommit")>;
 
 // -- client hub and broadcast listener ------------------------------------
 /// client hub: subscribe a client actor to a session.

@@ -1,6 +1,7 @@
 #include "host/session_host.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <deque>
 #include <queue>
 #include <functional>
@@ -55,6 +56,11 @@ struct host_state {
   std::deque<std::pair<std::string, std::function<void(caf::expected<session_info>)>>>
     unload_backlog;
   size_t unloads_in_flight = 0;
+  // Loads of the current burst with the operations waiting for each.
+  std::unordered_map<std::string,
+                     std::vector<std::pair<std::function<void(const session_actor&)>,
+                                           std::function<void(const caf::error&)>>>>
+    loading;
   // Idle passivation: when to ask which session whether it is still idle
   // (16 bytes per idle session instead of a CAF timer each), earliest first.
   struct idle_entry {
@@ -124,41 +130,9 @@ session_actor adopt(self_pointer self, session_info info,
   return handle;
 }
 
-// Finds a loaded session or loads it from the store (activation on demand).
-caf::expected<session_actor> resolve(self_pointer self, const std::string& id) {
-  auto& st = self->state;
-  if (!valid_session_id(id))
-    return make_error(errc::not_found, "malformed session id");
-  if (auto i = st.loaded.find(id); i != st.loaded.end())
-    return i->second.handle;
-  if (st.shutting_down)
-    return make_error(errc::unavailable, "host is shutting down");
-  try {
-    auto snap = st.args.store->load(id);
-    if (!snap)
-      return make_error(errc::not_found, "no session " + id);
-    auto epoch = st.args.store->activate(id);
-    std::vector<event> replay;
-    for (;;) {
-      auto page = st.args.store->read_events(
-        id, replay.empty() ? snap->last_seq : replay.back().seq, 4096);
-      if (page.empty())
-        break;
-      replay.insert(replay.end(), page.begin(), page.end());
-    }
-    snap->epoch = epoch;
-    return adopt(self, std::move(*snap), std::move(replay), false);
-  } catch (const store_error& e) {
-    spdlog::error("host: cannot load session {}: {}", id, e.what());
-    if (e.error_code() == store_error::code::corrupt)
-      return make_error(errc::internal,
-                        "session " + id + " cannot be loaded: " + e.what());
-    return from_store(e);
-  }
-}
-
-// Runs `ok` with the session's handle, loading it first; waits for an unload
-// in progress to finish so the session is never loaded twice.
+// Runs `ok` with the session's handle, loading it first (activation on
+// demand); waits for an unload in progress to finish so the session is never
+// loaded twice. Loads of a burst are activated together by load_commit.
 void with_session(self_pointer self, const std::string& id, session_cont ok,
                   error_cont fail) {
   auto& st = self->state;
@@ -168,11 +142,106 @@ void with_session(self_pointer self, const std::string& id, session_cont ok,
     });
     return;
   }
-  auto h = resolve(self, id);
-  if (h)
-    ok(*h);
-  else
-    fail(h.error());
+  if (auto i = st.loaded.find(id); i != st.loaded.end()) {
+    ok(i->second.handle);
+    return;
+  }
+  if (!valid_session_id(id)) {
+    fail(make_error(errc::not_found, "malformed session id"));
+    return;
+  }
+  if (st.shutting_down) {
+    fail(make_error(errc::unavailable, "host is shutting down"));
+    return;
+  }
+  if (st.loading.empty())
+    self->send(self, load_commit_atom::value);
+  st.loading[id].emplace_back(std::move(ok), std::move(fail));
+}
+
+caf::error load_error(const std::string& id, const store_error& e) {
+  spdlog::error("host: cannot load session {}: {}", id, e.what());
+  if (e.error_code() == store_error::code::corrupt)
+    return make_error(errc::internal,
+                      "session " + id + " cannot be loaded: " + e.what());
+  return from_store(e);
+}
+
+// Loads the sessions asked for since the last commit: their snapshots, one
+// transaction that claims them all (new epochs, fencing older writers), then
+// the events after each snapshot. A failure touches only its own session.
+void commit_loads(self_pointer self) {
+  auto& st = self->state;
+  auto batch = std::move(st.loading);
+  st.loading.clear();
+  auto fail_all = [](auto& waiters, const caf::error& err) {
+    for (auto& w : waiters)
+      w.second(err);
+  };
+  if (st.shutting_down) {
+    for (auto& [id, waiters] : batch)
+      fail_all(waiters, make_error(errc::unavailable, "host is shutting down"));
+    return;
+  }
+  std::vector<std::string> ids;
+  std::vector<session_info> snaps;
+  for (auto& [id, waiters] : batch) {
+    if (auto i = st.loaded.find(id); i != st.loaded.end()) {
+      for (auto& w : waiters) // loaded by a create in between: nothing to do
+        w.first(i->second.handle);
+      continue;
+    }
+    try {
+      if (auto snap = st.args.store->load(id)) {
+        ids.push_back(id);
+        snaps.push_back(std::move(*snap));
+      } else {
+        fail_all(waiters, make_error(errc::not_found, "no session " + id));
+      }
+    } catch (const store_error& e) {
+      fail_all(waiters, load_error(id, e));
+    }
+  }
+  if (ids.empty())
+    return;
+  std::vector<std::optional<uint64_t>> epochs(ids.size());
+  try {
+    auto got = st.args.store->activate_many(ids);
+    for (size_t i = 0; i < ids.size(); ++i)
+      epochs[i] = got[i];
+  } catch (const store_error&) {
+    // One of them went away (or the store failed): each on its own.
+    for (size_t i = 0; i < ids.size(); ++i) {
+      try {
+        epochs[i] = st.args.store->activate(ids[i]);
+      } catch (const store_error& e) {
+        fail_all(batch[ids[i]], load_error(ids[i], e));
+      }
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!epochs[i])
+      continue;
+    auto& id = ids[i];
+    auto& snap = snaps[i];
+    std::vector<event> replay;
+    try {
+      for (;;) {
+        auto page = st.args.store->read_events(
+          id, replay.empty() ? snap.last_seq : replay.back().seq, 4096);
+        if (page.empty())
+          break;
+        replay.insert(replay.end(), page.begin(), page.end());
+      }
+    } catch (const store_error& e) {
+      fail_all(batch[id], load_error(id, e));
+      continue;
+    }
+    snap.epoch = *epochs[i];
+    auto handle = adopt(self, std::move(snap), std::move(replay), false);
+    for (auto& w : batch[id])
+      w.first(handle);
+  }
 }
 
 // CAF 0.17 keeps an actor's pending request handlers in a flat map searched
@@ -383,6 +452,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       return rp;
     },
     [self](create_commit_atom) { commit_creates(self); },
+    [self](load_commit_atom) { commit_loads(self); },
     [self](get_session_atom, const std::string& id) -> caf::result<session_actor> {
       auto rp = self->make_response_promise<session_actor>();
       with_session(

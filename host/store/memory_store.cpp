@@ -180,13 +180,21 @@ std::optional<session_info> memory_store::load(const std::string& id) {
 }
 
 uint64_t memory_store::activate(const std::string& id) {
+  return activate_many({id}).front();
+}
+
+std::vector<uint64_t> memory_store::activate_many(const std::vector<std::string>& ids) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (fail_writes_)
     throw store_error(code::io, "injected write failure");
-  auto i = sessions_.find(id);
-  if (i == sessions_.end())
-    throw store_error(code::not_found, "unknown session " + id);
-  return ++i->second.epoch;
+  for (auto& id : ids) // all or none
+    if (!sessions_.count(id))
+      throw store_error(code::not_found, "unknown session " + id);
+  std::vector<uint64_t> epochs;
+  epochs.reserve(ids.size());
+  for (auto& id : ids)
+    epochs.push_back(++sessions_[id].epoch);
+  return epochs;
 }
 
 std::optional<std::string> memory_store::find_by_role(const std::string& role) {

@@ -576,19 +576,36 @@ std::optional<session_info> postgres_store::load(const std::string& id) {
 }
 
 uint64_t postgres_store::activate(const std::string& id) {
-  if (!storable_text(id))
-    throw store_error(code::not_found, "unknown session " + id);
-  return impl_->with_connection([&](pqxx::connection& c) {
-    pqxx::work tx{c};
-    // One statement: the row lock makes concurrent activations take turns,
-    // each getting its own epoch.
-    auto r = tx.exec_prepared("activate", id);
-    if (r.empty())
+  return activate_many({id}).front();
+}
+
+std::vector<uint64_t> postgres_store::activate_many(const std::vector<std::string>& ids) {
+  std::vector<uint64_t> epochs(ids.size());
+  if (ids.empty())
+    return epochs;
+  for (auto& id : ids)
+    if (!storable_text(id))
       throw store_error(code::not_found, "unknown session " + id);
-    auto epoch = r[0][0].as<uint64_t>();
+  // Rows are locked in id order, so two nodes activating overlapping sets
+  // wait for each other instead of deadlocking.
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return ids[a] < ids[b]; });
+  impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::work tx{c};
+    for (auto i : order) {
+      // One statement each: the row lock makes concurrent activations take
+      // turns, each getting its own epoch.
+      auto r = tx.exec_prepared("activate", ids[i]);
+      if (r.empty())
+        throw store_error(code::not_found, "unknown session " + ids[i]);
+      epochs[i] = r[0][0].as<uint64_t>();
+    }
     tx.commit();
-    return epoch;
   });
+  return epochs;
 }
 
 std::optional<std::string> postgres_store::find_by_role(const std::string& role) {

@@ -92,6 +92,11 @@ public:
   /// Writes carrying an older epoch are refused from then on (fencing).
   virtual uint64_t activate(const std::string& id) = 0;
 
+  /// `activate` for several sessions in one transaction, all or none (throws
+  /// `not_found` if one is unknown); the epochs in the order of `ids`. The
+  /// host activates the loads of a burst this way.
+  virtual std::vector<uint64_t> activate_many(const std::vector<std::string>& ids) = 0;
+
   /// The id of the session holding `role` that is not CLEANED, if any.
   virtual std::optional<std::string> find_by_role(const std::string& role) = 0;
 

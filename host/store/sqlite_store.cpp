@@ -672,21 +672,28 @@ std::optional<session_info> sqlite_store::load(const std::string& id) {
 }
 
 uint64_t sqlite_store::activate(const std::string& id) {
+  return activate_many({id}).front();
+}
+
+std::vector<uint64_t> sqlite_store::activate_many(const std::vector<std::string>& ids) {
+  std::vector<uint64_t> epochs;
+  if (ids.empty())
+    return epochs;
+  epochs.reserve(ids.size());
   std::lock_guard<std::mutex> guard{impl_->write_mtx};
   write_transaction tx{*impl_->writer};
-  uint64_t epoch = 0;
-  {
+  for (auto& id : ids) {
     use u{*impl_->w_activate};
     u->bind(1, id);
     if (!u->step())
       throw store_error(code::not_found, "unknown session " + id);
-    epoch = static_cast<uint64_t>(u->int64(0));
+    epochs.push_back(static_cast<uint64_t>(u->int64(0)));
     // Drain the statement so the UPDATE is complete before COMMIT.
     while (u->step()) {
     }
   }
   tx.commit();
-  return epoch;
+  return epochs;
 }
 
 std::optional<std::string> sqlite_store::find_by_role(const std::string& role) {

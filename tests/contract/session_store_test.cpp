@@ -344,6 +344,20 @@ TEST_P(session_store_contract, activate_fences_out_older_epochs) {
   EXPECT_STORE_ERROR(store_->activate("ghost"), code::not_found);
 }
 
+TEST_P(session_store_contract, activate_many_claims_all_or_none_in_order) {
+  store_->create_many({make_info("b"), make_info("a"), make_info("c")});
+  store_->activate("c"); // epoch 2
+  EXPECT_EQ(store_->activate_many({"c", "a", "b"}),
+            (std::vector<uint64_t>{3, 2, 2}));
+  EXPECT_STORE_ERROR(store_->activate_many({"a", "ghost", "b"}), code::not_found);
+  // Nothing of the failed call was claimed.
+  EXPECT_EQ(store_->load("a")->epoch, 2u);
+  EXPECT_EQ(store_->load("b")->epoch, 2u);
+  EXPECT_STORE_ERROR(store_->append({batch("a", 1, make_events("a", 1, 1))}),
+                     code::stale_epoch);
+  EXPECT_TRUE(store_->activate_many({}).empty());
+}
+
 TEST_P(session_store_contract, a_batch_is_all_or_nothing_across_sessions) {
   for (auto id : {"a", "b", "c"})
     store_->create(make_info(id));

@@ -105,6 +105,44 @@ TEST_F(host_test, a_burst_of_creates_is_stored_together_and_a_role_goes_to_one) 
     EXPECT_EQ(store->load(id)->id, id);
 }
 
+TEST_F(host_test, a_burst_of_loads_activates_each_session_once) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 50; ++i) {
+    auto c = create("echo");
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(call<uint64_t>(session(c->id), message_atom::value,
+                               std::string{"{}"}));
+    ids.push_back(c->id);
+  }
+  for (auto& id : ids)
+    ASSERT_TRUE(call<session_info>(host->host(), unload_atom::value, id));
+  // Every id asked for twice at once, plus an unknown one: one activation
+  // each (epoch 2), the unknown one not found, nothing else touched.
+  for (int round = 0; round < 2; ++round)
+    for (auto& id : ids)
+      self->send(host->host(), load_atom::value, id);
+  self->send(host->host(), load_atom::value, std::string{"ghost"});
+  int loaded_ok = 0, not_found = 0;
+  for (size_t i = 0; i < 2 * ids.size() + 1; ++i)
+    self->receive(
+      [&](session_info& info) {
+        EXPECT_EQ(info.message_count, 1u);
+        EXPECT_EQ(info.epoch, 2u) << "activated once";
+        ++loaded_ok;
+      },
+      [&](caf::error& err) {
+        EXPECT_EQ(code_of(err), errc::not_found) << message_of(err);
+        ++not_found;
+      },
+      caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+  EXPECT_EQ(loaded_ok, 100);
+  EXPECT_EQ(not_found, 1);
+  for (auto& id : ids)
+    EXPECT_EQ(store->load(id)->epoch, 2u);
+  auto loaded_ids = call<std::vector<std::string>>(host->host(), loaded_ids_atom::value);
+  EXPECT_EQ(loaded_ids->size(), ids.size());
+}
+
 TEST_F(host_test, unknown_and_malformed_ids_are_not_found_and_change_nothing) {
   ASSERT_TRUE(create("echo"));
   for (std::string id : std::vector<std::string>{"nope", "bad id with spaces", "",
