@@ -70,7 +70,9 @@ using session_actor = caf::typed_actor<
   caf::reacts_to<hb_check_atom, uint64_t>,
   caf::reacts_to<grace_check_atom, uint64_t>,
   caf::reacts_to<idle_check_atom, uint64_t>,
-  caf::reacts_to<type_timer_atom, uint64_t>>;
+  caf::reacts_to<type_timer_atom, uint64_t>,
+  // Input for the session type from outside the actor (session_poster).
+  caf::reacts_to<external_atom, uint64_t, std::string>>;
 
 /// Group commit: collects every session's not-yet-durable events and writes
 /// them to the store in one transaction per batch, then tells each session

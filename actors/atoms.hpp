@@ -54,6 +54,8 @@ using grace_check_atom = caf::atom_constant<caf::atom("s_grace")>;
 using idle_check_atom = caf::atom_constant<caf::atom("s_idle")>;
 /// session, internal: a session type's own timer.
 using type_timer_atom = caf::atom_constant<caf::atom("s_ttimer")>;
+/// session: input for its type from outside the actor (session_poster).
+using external_atom = caf::atom_constant<caf::atom("s_extern")>;
 
 // -- persistence listener -------------------------------------------------
 /// persistence listener: a session's batch to write.

@@ -61,6 +61,11 @@ struct session_data : session_control, session_context {
   bool unloading = false;
 
   std::unique_ptr<session_type> type; // may be null: a passive session
+  // A type that holds resources cleans up itself: what waits for CLEANED.
+  std::vector<std::function<void()>> on_cleaned;
+  bool type_cleaned = false;
+
+  bool holds_resources() const { return type && type->holds_resources(); }
   const host_config& cfg() const { return svc->config; }
 
   // -- emission ---------------------------------------------------------------
@@ -182,13 +187,15 @@ struct session_data : session_control, session_context {
     return err;
   }
 
-  // Built-in types own no process: cleanup completes at once.
+  // Built-in types own no process: cleanup completes at once. A type that
+  // holds resources moves to CLEANED itself once they are released.
   void terminate_and_clean(const std::string& reason) {
     if (auto err = terminate(reason)) {
       spdlog::warn("session {}: {}", rec.id, message_of(err));
       return;
     }
-    change_state(lifecycle_event::clean, reason);
+    if (!holds_resources())
+      change_state(lifecycle_event::clean, reason);
   }
 
   bool closed() const {
@@ -319,7 +326,7 @@ struct session_data : session_control, session_context {
 
   bool idle_now() const {
     return bus.empty() && !rec.peer_connected && pending.empty()
-           && !grace_active && !unloading;
+           && !grace_active && !unloading && !holds_resources();
   }
 
   // Idle passivation without a timer per session: an idle session tells the
@@ -452,11 +459,31 @@ struct session_data : session_control, session_context {
   caf::error transition(lifecycle_event ev, const std::string& reason) override {
     if (ev == lifecycle_event::terminate)
       return terminate(reason);
-    return change_state(ev, reason);
+    auto err = change_state(ev, reason);
+    if (!err && rec.state == session_state::cleaned) {
+      type_cleaned = true;
+      auto run = std::move(on_cleaned);
+      on_cleaned.clear();
+      for (auto& fn : run)
+        fn();
+    }
+    return err;
   }
 
   void set_timer(std::chrono::milliseconds delay, uint64_t timer_id) override {
     self->delayed_send(self, delay, type_timer_atom::value, timer_id);
+  }
+
+  session_poster poster() override {
+    // A weak address: a poster never keeps its session alive.
+    return session_poster{[addr = self->address()](uint64_t tag,
+                                                   std::string data) {
+      auto target = caf::actor_cast<caf::actor>(addr);
+      if (!target)
+        return false;
+      caf::anon_send(target, external_atom::value, tag, std::move(data));
+      return true;
+    }};
   }
 
   // Runs type code; a type that throws is reported, never fatal.
@@ -567,6 +594,26 @@ caf::result<session_info> change_then_reply(self_pointer self, Change change) {
   return rp;
 }
 
+// Every batch carries the snapshot: once the last emitted event is durable,
+// the store holds the final state; then the actor stops.
+void finish_unload(self_pointer self, caf::typed_response_promise<session_info> rp) {
+  auto& st = self->state;
+  st.after_durable(st.last_emitted(), [self, rp](const caf::error& err) mutable {
+    auto& st = self->state;
+    if (err) {
+      rp.deliver(err);
+      return;
+    }
+    for (auto& sub : st.bus.subscribers())
+      caf::anon_send(sub.handle, unloaded_atom::value, st.rec.id,
+                     st.rec.last_seq);
+    auto out = st.rec;
+    out.loaded = false;
+    rp.deliver(out);
+    self->quit();
+  });
+}
+
 void session_actor_impl::init(session_start start) {
   auto self = this;
   auto& st = state;
@@ -656,8 +703,24 @@ session_actor::behavior_type shared_behavior() {
         return st.terminate(reason.empty() ? "requested" : reason);
       });
     },
-    [](cleanup_atom) {
+    [](cleanup_atom) -> caf::result<session_info> {
       auto self = current();
+      auto& st = self->state;
+      bool wait = st.holds_resources()
+                  && st.rec.state == session_state::terminating;
+      if (wait || (st.type_cleaned && st.rec.state == session_state::cleaned)) {
+        // The type releases its resources, then cleans the session itself.
+        auto rp = self->make_response_promise<session_info>();
+        auto reply = [self, rp]() mutable {
+          self->state.reply_when_durable<session_info>(
+            rp, [self] { return self->state.rec; });
+        };
+        if (wait)
+          st.on_cleaned.push_back(std::move(reply));
+        else
+          reply();
+        return rp;
+      }
       return change_then_reply(self, [](session_data& st) {
         return st.change_state(lifecycle_event::clean, "");
       });
@@ -719,28 +782,29 @@ session_actor::behavior_type shared_behavior() {
     [](unload_atom) -> caf::result<session_info> {
       auto self = current();
       auto& st = self->state;
+      // Resources (a process) cannot move: an explicit unload is refused; a
+      // host shutdown ends the session first and unloads it once CLEANED.
+      if (st.holds_resources() && !st.unloading && !st.svc->host_stopping)
+        return make_error(errc::conflict,
+                          "session " + st.rec.id
+                            + " holds a running process; terminate it to "
+                              "stop it");
       auto rp = self->make_response_promise<session_info>();
+      if (st.holds_resources()) {
+        if (!st.unloading) {
+          st.unloading = true;
+          if (st.rec.state != session_state::terminating)
+            st.terminate("host shutdown");
+        }
+        st.on_cleaned.push_back([self, rp] { finish_unload(self, rp); });
+        return rp;
+      }
       if (!st.unloading) {
         if (st.rec.peer_connected)
           st.close_peer("unload");
         st.unloading = true;
       }
-      // Every batch carries the snapshot: once the last emitted event is
-      // durable, the store holds the final state.
-      st.after_durable(st.last_emitted(), [self, rp](const caf::error& err) mutable {
-        auto& st = self->state;
-        if (err) {
-          rp.deliver(err);
-          return;
-        }
-        for (auto& sub : st.bus.subscribers())
-          caf::anon_send(sub.handle, unloaded_atom::value, st.rec.id,
-                         st.rec.last_seq);
-        auto out = st.rec;
-        out.loaded = false;
-        rp.deliver(out);
-        self->quit();
-      });
+      finish_unload(self, rp);
       return rp;
     },
     [](hook_added_atom, hook_id id) -> bool {
@@ -776,6 +840,13 @@ session_actor::behavior_type shared_behavior() {
       auto self = current(); self->state.on_grace_check(gen); },
     [](idle_check_atom, uint64_t) {
       auto self = current(); self->state.on_idle_check(); },
+    [](external_atom, uint64_t tag, const std::string& data) {
+      // Even while closing: it is how a type learns its resources are gone.
+      auto self = current();
+      self->state.with_type("on_external", [&](session_type& t) {
+        t.on_external(self->state, tag, data);
+      });
+    },
     [](type_timer_atom, uint64_t id) {
       auto self = current();
       auto& st = self->state;

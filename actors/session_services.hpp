@@ -4,6 +4,7 @@
 // Constant after the host starts, except the hub/registry (thread-safe) and
 // the health flag (atomic).
 
+#include <atomic>
 #include <memory>
 
 #include "actors/actors.hpp"
@@ -23,6 +24,9 @@ struct session_services {
   /// Session types by name; sessions of an unknown type are passive.
   std::shared_ptr<session_type_registry> types;
   persistence_listener_actor persistence;
+  /// Set by the host when it shuts down: a session whose type holds
+  /// resources (a process) is terminated before it is unloaded.
+  std::atomic<bool> host_stopping{false};
 };
 
 using services_ptr = std::shared_ptr<session_services>;

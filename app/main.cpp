@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
@@ -21,6 +22,7 @@
 #include "app/demo.hpp"
 #include "host/config.hpp"
 #include "host/embedded_host.hpp"
+#include "host/process/process_types.hpp"
 #include "host/store/open_store.hpp"
 #include "transport/api.hpp"
 #include "transport/server.hpp"
@@ -164,6 +166,18 @@ int serve(int argc, char** argv) {
     return 2;
   }
   apply_log_level(hopts.config.log_level);
+  // Process types (sessionhost.process-types.* in the config file): each a
+  // session type whose sessions run one child process.
+  std::unique_ptr<process_types> procs;
+  try {
+    procs = std::make_unique<process_types>(
+      cfg, std::filesystem::absolute(cfg.data_dir).lexically_normal().string());
+    hopts.types = session_type_registry::with_builtins();
+    procs->install(*hopts.types);
+  } catch (const std::exception& e) {
+    std::cerr << "sessionhost serve: " << e.what() << "\n";
+    return 2;
+  }
   hopts.client_window = hopts.config.subscriber_window;
   try {
     hopts.store = open_store(cfg.store, cfg.data_dir);
@@ -204,6 +218,7 @@ int serve(int argc, char** argv) {
   srv->stop_accepting();
   demo.reset(); // no demo message may reach a session being unloaded
   host->stop(); // every session flushed, snapshotted and unloaded
+  procs->stop(); // process sessions ended with the host; nothing is left
   if (auto left = srv->close_websockets(1001, 1500))
     spdlog::warn("{} WebSockets did not close in time", left);
   be->close(); // actors still answering no longer reach the server

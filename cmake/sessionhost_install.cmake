@@ -64,6 +64,10 @@ set(SESSIONHOST_PUBLIC_HEADERS
   host/lifecycle.hpp
   host/session_info.hpp
   host/session_type.hpp
+  host/process/process_spec.hpp
+  host/process/process_supervisor.hpp
+  host/process/process_session.hpp
+  host/process/process_types.hpp
   host/store/memory_store.hpp
   host/store/open_store.hpp
   host/store/session_store.hpp

@@ -281,7 +281,9 @@ void start_unload(self_pointer self, const std::string& id, unload_done done) {
   auto& st = self->state;
   auto finish = [self, id, done](caf::expected<session_info> x) {
     auto& st = self->state;
-    forget(st, id);
+    // A refused unload (a session holding a process) leaves it loaded.
+    if (x || code_of(x.error()) != errc::conflict)
+      forget(st, id);
     auto waiting = std::move(st.unloading[id]);
     st.unloading.erase(id);
     done(std::move(x));
@@ -581,6 +583,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
     [self](shutdown_atom) -> caf::result<uint64_t> {
       auto& st = self->state;
       st.shutting_down = true;
+      st.args.services->host_stopping = true;
       auto rp = self->make_response_promise<uint64_t>();
       auto ids = std::vector<std::string>{};
       for (auto& [id, e] : st.loaded)

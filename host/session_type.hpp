@@ -26,6 +26,27 @@
 
 namespace sessionhost {
 
+/// Hands input from outside the session actor (another thread, an I/O
+/// callback) to the session's type: each post becomes one
+/// `session_type::on_external(ctx, tag, data)` call inside the actor, in the
+/// order one thread posted them. Thread-safe, never blocks, cheap to copy. It
+/// does not keep the session alive: posting to a session that has stopped
+/// does nothing and returns false.
+class session_poster {
+public:
+  using post_fn = std::function<bool(uint64_t, std::string)>;
+  session_poster() = default;
+  explicit session_poster(post_fn fn) : fn_(std::move(fn)) {}
+  /// Queues (tag, data) for the type; false if the session is gone.
+  bool post(uint64_t tag, std::string data) const {
+    return fn_ && fn_(tag, std::move(data));
+  }
+  explicit operator bool() const noexcept { return static_cast<bool>(fn_); }
+
+private:
+  post_fn fn_;
+};
+
 /// What type code may do to its session. Valid only during the call it is
 /// passed to; never keep it.
 class session_context {
@@ -44,6 +65,9 @@ public:
   /// was unloaded or closed; a new activation must set its timers again in
   /// on_start).
   virtual void set_timer(std::chrono::milliseconds delay, uint64_t timer_id) = 0;
+  /// A poster for input from outside the actor (see session_poster); it may
+  /// be kept and used from any thread for as long as the session lives.
+  virtual session_poster poster() = 0;
 };
 
 /// What a session does with its input: subclass it, register a factory by
@@ -63,6 +87,17 @@ public:
   virtual void on_timer(session_context&, uint64_t /*timer_id*/) {}
   /// When the session is terminated, before it is cleaned.
   virtual void on_stop(session_context&, const std::string& /*reason*/) {}
+  /// Input posted through session_context::poster() (from any thread).
+  virtual void on_external(session_context&, uint64_t /*tag*/,
+                           const std::string& /*data*/) {}
+  /// Whether the type holds something outside the session actor right now
+  /// (a child process, say). While it does: the session is never passivated;
+  /// an explicit unload is refused with `conflict`; a host shutdown
+  /// terminates the session first and unloads it once CLEANED; and after
+  /// on_stop the session stays TERMINATING until the type moves it to
+  /// CLEANED itself (`ctx.transition(lifecycle_event::clean, …)`) — a
+  /// cleanup request (the host's terminate) waits for that.
+  virtual bool holds_resources() const { return false; }
 };
 
 /// Makes one session_type instance per activation of a session.
