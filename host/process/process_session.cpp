@@ -246,6 +246,7 @@ void process_session::on_external(session_context& ctx, uint64_t tag,
         ctx.transition(lifecycle_event::activate, "process " + data + " running");
       return;
     case child_event::spawn_failed:
+      complete_block(ctx, "exit"); // a message sent while it was starting
       ctx.publish(event_type::error,
                   dump({{"code", "spawn_failed"},
                         {"message", spec_->name + ": " + data}}));
