@@ -198,6 +198,10 @@ process_supervisor::process_supervisor() {
 
 process_supervisor::~process_supervisor() {
   stop();
+  // Closed only here: a late post() (after stop) must never write to a
+  // descriptor number that was reused meanwhile.
+  close_fd(wake_);
+  close_fd(epoll_);
 }
 
 void process_supervisor::post(command cmd) {
@@ -286,8 +290,6 @@ void process_supervisor::stop() {
     else
       thread_.join();
   }
-  close_fd(wake_);
-  close_fd(epoll_);
 }
 
 // -- the supervisor thread ---------------------------------------------------

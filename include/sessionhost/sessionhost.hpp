@@ -21,6 +21,9 @@
 //   host/event.hpp              event and the event type names
 //   host/lifecycle.hpp          session_state, lifecycle_event, next_state
 //   host/error.hpp              errc and the CAF error category
+//   host/process/process_types.hpp
+//                               process types declared in the config: one
+//                               child process per session (PROCESS_TYPES.md)
 //   host/clock.hpp              clock, system_clock, manual_clock
 //   host/id_generator.hpp       id_generator, uuid_generator, …
 //   host/store/session_store.hpp, memory_store.hpp, open_store.hpp
@@ -43,6 +46,7 @@
 #include "host/event.hpp"
 #include "host/id_generator.hpp"
 #include "host/lifecycle.hpp"
+#include "host/process/process_types.hpp"
 #include "host/session_info.hpp"
 #include "host/session_type.hpp"
 #include "host/store/memory_store.hpp"
