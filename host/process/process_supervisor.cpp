@@ -176,6 +176,7 @@ struct process_supervisor::child {
   bool paused = false;
   bool exiting = false; // draining what it wrote before it died
   std::optional<steady::time_point> kill_at;
+  std::string path; // what it execs
   std::string working_dir;
   bool remove_dir = true;
   size_t max_line = 64 * 1024;
@@ -487,6 +488,7 @@ void process_supervisor::start_child(command& cmd) {
   close_fd(err[1]);
   close_fd(status[1]);
   c->pid = pid;
+  c->path = *path;
   c->in = in[1];
   c->out = out[0];
   c->err = err[0];
@@ -662,7 +664,12 @@ void process_supervisor::on_exec_status(child& c) {
   ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.status, nullptr);
   close_fd(c.status);
   if (n == static_cast<ssize_t>(sizeof msg)) {
-    c.failure = std::string{stage_name(msg[0])} + ": " + std::strerror(msg[1]);
+    c.failure = std::string{stage_name(msg[0])};
+    if (msg[0] == st_exec)
+      c.failure += " " + c.path;
+    else if (msg[0] == st_chdir)
+      c.failure += " " + c.working_dir;
+    c.failure += std::string{": "} + std::strerror(msg[1]);
     return; // reported once the child is reaped
   }
   c.started = true; // closed on exec: it runs

@@ -36,8 +36,9 @@ protected:
   }
 
   void TearDown() override {
-    if (proc)
+    if (proc) {
       EXPECT_EQ(proc->terminate(), 0) << "SIGTERM must end serve with 0";
+    }
   }
 
   std::string data() const { return dir.path + "/data"; }

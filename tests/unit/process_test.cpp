@@ -343,8 +343,8 @@ TEST_F(process_test, a_command_that_cannot_start_gives_an_error_and_a_cleaned_se
       states.push_back(json::parse(s.data)["state"]);
     EXPECT_EQ(states, (std::vector<std::string>{"SPAWNING", "TERMINATING",
                                                 "CLEANED"}));
-    auto want = std::string{type} == "vanishing" ? "exec: No such file"
-                                                 : "not found in PATH";
+    auto want = std::string{type} == "vanishing" ? "exec " + script + ": No such file"
+                                                 : std::string{"not found in PATH"};
     EXPECT_NE(e["message"].get<std::string>().find(want), std::string::npos)
       << e.dump();
   }
@@ -440,7 +440,11 @@ TEST_F(process_test, turns_end_on_the_delimiter_line_and_floods_arrive_whole) {
   ASSERT_TRUE(c);
   ASSERT_TRUE(reaches(c->id, session_state::active));
   auto s = session(c->id);
+  // One turn at a time: a message while a turn is open would close it.
   ASSERT_TRUE(call<uint64_t>(s, message_atom::value, json("one").dump()));
+  ASSERT_TRUE(eventually([&] {
+    return events_of(c->id, event_type::block_complete).size() == 1;
+  }));
   ASSERT_TRUE(call<uint64_t>(s, message_atom::value, json({{"k", 2}}).dump()));
   ASSERT_TRUE(eventually([&] {
     return events_of(c->id, event_type::block_complete).size() == 2;
