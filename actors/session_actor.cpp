@@ -62,7 +62,8 @@ struct session_data : session_control, session_context {
 
   std::unique_ptr<session_type> type; // may be null: a passive session
   // A type that holds resources cleans up itself: what waits for CLEANED.
-  std::vector<std::function<void()>> on_cleaned;
+  // Called with an error when the session is fenced before that.
+  std::vector<std::function<void(const caf::error&)>> on_cleaned;
   bool type_cleaned = false;
 
   bool holds_resources() const { return type && type->holds_resources(); }
@@ -441,6 +442,10 @@ struct session_data : session_control, session_context {
     for (auto& w : waiting)
       w.second(err);
     waiting.clear();
+    auto cleaned = std::move(on_cleaned);
+    on_cleaned.clear();
+    for (auto& fn : cleaned)
+      fn(err);
     self->quit();
   }
 
@@ -465,7 +470,7 @@ struct session_data : session_control, session_context {
       auto run = std::move(on_cleaned);
       on_cleaned.clear();
       for (auto& fn : run)
-        fn();
+        fn(caf::none);
     }
     return err;
   }
@@ -711,14 +716,17 @@ session_actor::behavior_type shared_behavior() {
       if (wait || (st.type_cleaned && st.rec.state == session_state::cleaned)) {
         // The type releases its resources, then cleans the session itself.
         auto rp = self->make_response_promise<session_info>();
-        auto reply = [self, rp]() mutable {
-          self->state.reply_when_durable<session_info>(
-            rp, [self] { return self->state.rec; });
+        auto reply = [self, rp](const caf::error& err) mutable {
+          if (err)
+            rp.deliver(err);
+          else
+            self->state.reply_when_durable<session_info>(
+              rp, [self] { return self->state.rec; });
         };
         if (wait)
           st.on_cleaned.push_back(std::move(reply));
         else
-          reply();
+          reply(caf::none);
         return rp;
       }
       return change_then_reply(self, [](session_data& st) {
@@ -796,7 +804,12 @@ session_actor::behavior_type shared_behavior() {
           if (st.rec.state != session_state::terminating)
             st.terminate("host shutdown");
         }
-        st.on_cleaned.push_back([self, rp] { finish_unload(self, rp); });
+        st.on_cleaned.push_back([self, rp](const caf::error& err) mutable {
+          if (err)
+            rp.deliver(err);
+          else
+            finish_unload(self, rp);
+        });
         return rp;
       }
       if (!st.unloading) {
