@@ -19,6 +19,7 @@
 #include <caf/settings.hpp>
 #include <spdlog/spdlog.h>
 
+#include "app/backup_command.hpp"
 #include "app/demo.hpp"
 #include "host/config.hpp"
 #include "host/embedded_host.hpp"
@@ -38,7 +39,8 @@ constexpr const char* usage =
   "                         [--client-queue-bytes=BYTES] [--auth-token-file=FILE]\n"
   "                         [--demo]\n"
   "                         [--sessionhost.*=…]\n"
-  "       sessionhost serve --help   (every option)\n";
+  "       sessionhost serve --help   (every option)\n"
+  "       sessionhost backup DEST [--data-dir=DIR] [--store=sqlite:PATH]\n";
 
 /// `sessionhost serve` options on top of the host's `sessionhost.*` ones.
 class serve_config : public sessionhost_config {
@@ -250,6 +252,8 @@ int main(int argc, char** argv) {
     std::cout << usage;
     return 0;
   }
+  if (cmd == "backup")
+    return run_backup(argc - 2, argv + 2);
   if (cmd != "serve") {
     std::cerr << "sessionhost: unknown command '" << cmd << "'\n" << usage;
     return 2;

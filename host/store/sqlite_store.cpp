@@ -912,16 +912,40 @@ purge_result sqlite_store::purge(const retention_policy& policy, micros now) {
   return out;
 }
 
-void sqlite_store::backup(const std::string& dest_path) {
-  // Copy into a temporary file beside the destination and rename it, so
-  // `dest_path` only ever holds a complete copy.
+namespace {
+
+/// Puts the finished copy `tmp` in place as `dest`. Without `replace`, a
+/// hard link refuses an existing `dest` atomically (a file system without
+/// hard links falls back to a check, then a rename).
+void publish_copy(const std::string& tmp, const std::string& dest, bool replace) {
+  if (!replace) {
+    if (::link(tmp.c_str(), dest.c_str()) == 0) {
+      std::remove(tmp.c_str());
+      return;
+    }
+    if (errno == EEXIST)
+      throw store_error(code::conflict, dest + " exists");
+    struct stat st {};
+    if (::lstat(dest.c_str(), &st) == 0)
+      throw store_error(code::conflict, dest + " exists");
+  }
+  if (std::rename(tmp.c_str(), dest.c_str()) != 0)
+    throw store_error(code::io, "cannot rename " + tmp + " to " + dest + ": "
+                                  + std::strerror(errno));
+}
+
+/// Copies the database `src` is open on to `dest_path` (see backup()).
+void copy_database(connection& src, const std::string& dest_path, bool replace) {
+  if (!replace) {
+    struct stat st {};
+    if (::lstat(dest_path.c_str(), &st) == 0)
+      throw store_error(code::conflict, dest_path + " exists");
+  }
+  // Copy into a temporary file beside the destination and move it into
+  // place, so `dest_path` only ever holds a complete copy.
   auto tmp = dest_path + ".partial";
   std::remove(tmp.c_str());
   try {
-    // A connection of its own: the copy runs in one read transaction (WAL
-    // snapshot isolation makes it consistent) without holding our mutexes,
-    // so appends go on meanwhile.
-    connection src{impl_->path, SQLITE_OPEN_READONLY};
     {
       connection dst{tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE};
       auto* b = sqlite3_backup_init(dst.get(), "main", src.get(), "main");
@@ -940,14 +964,38 @@ void sqlite_store::backup(const std::string& dest_path) {
       ::fsync(fd);
       ::close(fd);
     }
-    if (std::rename(tmp.c_str(), dest_path.c_str()) != 0)
-      throw store_error(code::io, "cannot rename " + tmp + " to " + dest_path
-                                    + ": " + std::strerror(errno));
+    publish_copy(tmp, dest_path, replace);
     fsync_dir_of(dest_path);
   } catch (...) {
     std::remove(tmp.c_str());
     throw;
   }
+}
+
+} // namespace
+
+void sqlite_store::backup(const std::string& dest_path) {
+  // A connection of its own: the copy runs in one read transaction (WAL
+  // snapshot isolation makes it consistent) without holding our mutexes, so
+  // appends go on meanwhile.
+  connection src{impl_->path, SQLITE_OPEN_READONLY};
+  copy_database(src, dest_path, true);
+}
+
+void sqlite_store::backup_file(const std::string& source_path,
+                               const std::string& dest_path, bool replace) {
+  struct stat st {};
+  if (::stat(source_path.c_str(), &st) != 0) {
+    auto c = errno == ENOENT ? code::not_found : code::io;
+    throw store_error(c, "cannot read " + source_path + ": "
+                           + std::strerror(errno));
+  }
+  check_header(source_path); // a regular file that starts like SQLite
+  connection src{source_path, SQLITE_OPEN_READONLY};
+  if (check_identity(src, source_path) == 0)
+    throw store_error(code::not_a_database,
+                      source_path + " is empty, not a sessionhost database");
+  copy_database(src, dest_path, replace);
 }
 
 } // namespace sessionhost

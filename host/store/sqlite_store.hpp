@@ -62,6 +62,17 @@ public:
   /// failure, leaving `dest_path` as it was.
   void backup(const std::string& dest_path);
 
+  /// Like backup(), but from the database file at `source_path`, which a
+  /// running server may be writing, without opening it as a store: nothing
+  /// at the source is created, migrated or written. With `replace` false an
+  /// existing `dest_path` is refused (`conflict`, checked before copying and
+  /// again atomically when the copy is put in place). Throws `not_found` when
+  /// `source_path` does not exist, `not_a_database` when it is not a
+  /// sessionhost database (or an empty one), `io` on any other failure;
+  /// `dest_path` is never left holding a partial copy.
+  static void backup_file(const std::string& source_path,
+                          const std::string& dest_path, bool replace);
+
   /// The file this store was opened on.
   const std::string& path() const noexcept;
 
