@@ -3,16 +3,18 @@
 #
 #   <prefix>/include/sessionhost/…          the public headers (host/…, actors/…)
 #                                           and the umbrella sessionhost.hpp
-#   <prefix>/lib/libsessionhost_*.a         core, store, proto (static)
+#   <prefix>/lib/libsessionhost_*.a         core, store, proto, transport
+#                                           (static)
 #   <prefix>/lib/cmake/sessionhost/         sessionhostConfig.cmake, its
 #                                           version file, the exported targets
 #                                           and caf.cmake (Debian's CAF has no
 #                                           CMake config of its own)
 #
 # so that `find_package(sessionhost CONFIG REQUIRED)` gives
-# `sessionhost::sessionhost` (core + store + proto). The libraries are static:
-# their private dependencies (SQLite, libpqxx, nlohmann-json) are found again
-# by the package config, which is what a static link needs.
+# `sessionhost::sessionhost` (core + store + proto + transport). The
+# libraries are static: their private dependencies (SQLite, libpqxx,
+# nlohmann-json, Boost's headers) are found again by the package config,
+# which is what a static link needs.
 #
 # Included from the root CMakeLists.txt after the subdirectories, since the
 # store and proto targets are defined there.
@@ -37,6 +39,15 @@ if(TARGET sessionhost_store AND TARGET sessionhost_proto)
   set(SESSIONHOST_WITH_STORE ON)
   target_link_libraries(sessionhost_sdk INTERFACE sessionhost_store)
   list(APPEND _sh_targets sessionhost_store sessionhost_proto)
+endif()
+# The REST + WebSocket transport (transport/http_frontend.hpp): Boost.Beast
+# and Asio inside, only standard headers in its public ones.
+set(SESSIONHOST_WITH_TRANSPORT OFF)
+if(SESSIONHOST_WITH_STORE AND TARGET sessionhost_transport)
+  set(SESSIONHOST_WITH_TRANSPORT ON)
+  target_link_libraries(sessionhost_sdk INTERFACE sessionhost_transport)
+  list(APPEND _sh_targets sessionhost_transport)
+  set_target_properties(sessionhost_transport PROPERTIES EXPORT_NAME transport)
 endif()
 set_target_properties(sessionhost_sdk PROPERTIES EXPORT_NAME sessionhost)
 set_target_properties(sessionhost_core PROPERTIES EXPORT_NAME core)
@@ -75,6 +86,13 @@ set(SESSIONHOST_PUBLIC_HEADERS
 # Retention types, included by session_store.hpp once retention is in.
 if(EXISTS "${PROJECT_SOURCE_DIR}/host/store/retention.hpp")
   list(APPEND SESSIONHOST_PUBLIC_HEADERS host/store/retention.hpp)
+endif()
+if(SESSIONHOST_WITH_TRANSPORT)
+  list(APPEND SESSIONHOST_PUBLIC_HEADERS
+    transport/http_frontend.hpp
+    transport/api.hpp
+    transport/server.hpp
+    transport/backend.hpp)
 endif()
 foreach(hdr IN LISTS SESSIONHOST_PUBLIC_HEADERS)
   get_filename_component(_dir "${hdr}" DIRECTORY)

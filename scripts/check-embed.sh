@@ -16,7 +16,8 @@ jobs=$(nproc)
 cmake -S . -B build-install "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DSESSIONHOST_TESTS=OFF >/dev/null
 cmake --build build-install -j "$jobs" \
-  --target sessionhost_core sessionhost_store sessionhost_proto
+  --target sessionhost_core sessionhost_store sessionhost_proto \
+  sessionhost_transport
 
 prefix=$(mktemp -d "${TMPDIR:-/tmp}/sessionhost-prefix.XXXXXX")
 trap 'rm -rf "$prefix"' EXIT

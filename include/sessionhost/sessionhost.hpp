@@ -29,6 +29,8 @@
 //   host/store/session_store.hpp, memory_store.hpp, open_store.hpp
 //                               the store interface, the in-memory store and
 //                               open_store(url) for SQLite / PostgreSQL
+//   transport/http_frontend.hpp http_frontend: REST + WebSocket
+//                               (docs/PROTOCOL.md) in front of your host
 //
 // Every header is also usable on its own ("host/embedded_host.hpp", …): the
 // installed include directories are <prefix>/include and
@@ -52,4 +54,5 @@
 #include "host/store/memory_store.hpp"
 #include "host/store/open_store.hpp"
 #include "host/store/session_store.hpp"
+#include "transport/http_frontend.hpp"
 
