@@ -91,6 +91,18 @@ caf::error from_store(const store_error& e) {
   }
 }
 
+/// What the store holds of an unloaded session, as an unload answers it.
+caf::expected<session_info> stored_info(session_store& store,
+                                        const std::string& id) {
+  try {
+    if (auto snap = store.load(id))
+      return std::move(*snap);
+    return make_error(errc::not_found, "no session " + id);
+  } catch (const store_error& e) {
+    return from_store(e);
+  }
+}
+
 void index_peer(host_state& st, const std::string& id, const std::string& peer) {
   if (auto p = st.peer_of.find(id); p != st.peer_of.end()) {
     if (auto i = st.by_peer.find(p->second); i != st.by_peer.end()) {
@@ -500,28 +512,20 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
         return make_error(errc::not_found, "malformed session id");
       if (!st.loaded.count(id) && !st.unloading.count(id)) {
         // Not loaded: unloading is done already; report what is stored.
-        try {
-          auto snap = st.args.store->load(id);
-          if (!snap)
-            return make_error(errc::not_found, "no session " + id);
-          return *snap;
-        } catch (const store_error& e) {
-          return from_store(e);
-        }
+        auto stored = stored_info(*st.args.store, id);
+        if (!stored)
+          return std::move(stored.error());
+        return std::move(*stored);
       }
       auto rp = self->make_response_promise<session_info>();
       if (st.unloading.count(id)) {
         // Already on its way out: answer with what the store then holds.
         st.unloading[id].push_back([self, id, rp]() mutable {
-          try {
-            auto snap = self->state.args.store->load(id);
-            if (snap)
-              rp.deliver(*snap);
-            else
-              rp.deliver(make_error(errc::not_found, "no session " + id));
-          } catch (const store_error& e) {
-            rp.deliver(from_store(e));
-          }
+          auto stored = stored_info(*self->state.args.store, id);
+          if (stored)
+            rp.deliver(std::move(*stored));
+          else
+            rp.deliver(std::move(stored.error()));
         });
         return rp;
       }
