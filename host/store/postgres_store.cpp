@@ -702,6 +702,52 @@ std::vector<std::string> ids_of(const pqxx::result& r) {
   return out;
 }
 
+/// What purging one session did inside a transaction.
+struct purge_step {
+  int64_t rows = 0;      ///< rows deleted (events, plus a session row)
+  bool done = false;     ///< nothing of this session is left to purge
+  uint64_t sessions = 0; ///< session rows deleted
+};
+
+/// The loop of both retention rules: pages of candidate sessions, then
+/// transactions of up to `chunk` rows each, several sessions sharing one and
+/// a session with more going on in the next one, while `budget_left()`.
+/// `page(tx, after)` queries the candidates after the id `after`;
+/// `purge(tx, id, room)` deletes at most `room` rows of one session.
+/// `with_connection` runs a function on a pooled connection.
+template <class WithConnection, class Page, class Budget, class Purge>
+void purge_in_chunks(WithConnection with_connection, int64_t chunk, Page page,
+                     Budget budget_left, Purge purge, purge_result& out) {
+  std::string after;
+  for (bool more = true; more && budget_left();) {
+    auto ids = with_connection([&](pqxx::connection& c) {
+      pqxx::nontransaction tx{c};
+      return ids_of(page(tx, after));
+    });
+    more = static_cast<int64_t>(ids.size()) == candidate_page;
+    if (!ids.empty())
+      after = ids.back();
+    for (size_t pos = 0; pos < ids.size() && budget_left();) {
+      auto [events, sessions] = with_connection([&](pqxx::connection& c) {
+        pqxx::work tx{c};
+        int64_t n = 0;
+        uint64_t removed = 0;
+        while (pos < ids.size() && n < chunk) {
+          auto step = purge(tx, ids[pos], chunk - n);
+          n += step.rows;
+          removed += step.sessions;
+          if (step.done)
+            ++pos;
+        }
+        tx.commit();
+        return std::make_pair(static_cast<uint64_t>(n) - removed, removed);
+      });
+      out.events += events;
+      out.sessions += sessions;
+    }
+  }
+}
+
 } // namespace
 
 purge_result postgres_store::purge(const retention_policy& policy, micros now) {
@@ -710,78 +756,47 @@ purge_result postgres_store::purge(const retention_policy& policy, micros now) {
   auto budget_left = [&] {
     return policy.max_rows == 0 || out.events + out.sessions < policy.max_rows;
   };
+  auto with_connection = [this](auto&& f) { return impl_->with_connection(f); };
   if (policy.max_event_age.count() > 0) {
     auto cutoff = static_cast<int64_t>(now - policy.max_event_age.count());
     auto keep = to_db(policy.keep_events);
-    std::string after;
-    for (bool more = true; more && budget_left();) {
-      auto ids = impl_->with_connection([&](pqxx::connection& c) {
-        pqxx::nontransaction tx{c};
-        return ids_of(tx.exec_prepared("event_candidates", after, keep, candidate_page));
-      });
-      more = static_cast<int64_t>(ids.size()) == candidate_page;
-      if (!ids.empty())
-        after = ids.back();
-      // Sessions share a transaction up to `chunk` rows; DELETE locks only
-      // the event rows it removes, never the session row an append locks.
-      for (size_t pos = 0; pos < ids.size() && budget_left();) {
-        out.events += impl_->with_connection([&](pqxx::connection& c) {
-          pqxx::work tx{c};
-          int64_t n = 0;
-          while (pos < ids.size() && n < chunk) {
-            auto d = static_cast<int64_t>(
-              tx.exec_prepared("purge_old_events", ids[pos], keep, cutoff, chunk - n)
-                .affected_rows());
-            if (d < chunk - n)
-              ++pos;
-            n += d;
-          }
-          tx.commit();
-          return static_cast<uint64_t>(n);
-        });
-      }
-    }
+    // DELETE locks only the event rows it removes, never the session row an
+    // append locks.
+    purge_in_chunks(
+      with_connection, chunk,
+      [&](pqxx::nontransaction& tx, const std::string& after) {
+        return tx.exec_prepared("event_candidates", after, keep, candidate_page);
+      },
+      budget_left,
+      [&](pqxx::work& tx, const std::string& id, int64_t room) {
+        auto d = static_cast<int64_t>(
+          tx.exec_prepared("purge_old_events", id, keep, cutoff, room)
+            .affected_rows());
+        return purge_step{d, d < room, 0};
+      },
+      out);
   }
   if (policy.cleaned_grace.count() > 0 && budget_left()) {
     auto cutoff = static_cast<int64_t>(now - policy.cleaned_grace.count());
-    std::string after;
-    for (bool more = true; more && budget_left();) {
-      auto ids = impl_->with_connection([&](pqxx::connection& c) {
-        pqxx::nontransaction tx{c};
-        return ids_of(tx.exec_prepared("cleaned_candidates", cutoff, after,
-                                       candidate_page));
-      });
-      more = static_cast<int64_t>(ids.size()) == candidate_page;
-      if (!ids.empty())
-        after = ids.back();
-      for (size_t pos = 0; pos < ids.size() && budget_left();) {
-        auto [events, sessions] = impl_->with_connection([&](pqxx::connection& c) {
-          pqxx::work tx{c};
-          int64_t n = 0;
-          uint64_t removed = 0;
-          while (pos < ids.size() && n < chunk) {
-            // Locked and checked again: the candidate list is a moment old.
-            if (tx.exec_prepared("cleaned_lock", ids[pos], cutoff).empty()) {
-              ++pos;
-              continue;
-            }
-            n += static_cast<int64_t>(
-              tx.exec_prepared("purge_first_events", ids[pos], chunk - n)
-                .affected_rows());
-            if (n < chunk) {
-              tx.exec_prepared0("delete_session", ids[pos]);
-              ++removed;
-              ++n;
-              ++pos;
-            }
-          }
-          tx.commit();
-          return std::make_pair(static_cast<uint64_t>(n) - removed, removed);
-        });
-        out.events += events;
-        out.sessions += sessions;
-      }
-    }
+    purge_in_chunks(
+      with_connection, chunk,
+      [&](pqxx::nontransaction& tx, const std::string& after) {
+        return tx.exec_prepared("cleaned_candidates", cutoff, after,
+                                candidate_page);
+      },
+      budget_left,
+      [&](pqxx::work& tx, const std::string& id, int64_t room) {
+        // Locked and checked again: the candidate list is a moment old.
+        if (tx.exec_prepared("cleaned_lock", id, cutoff).empty())
+          return purge_step{0, true, 0};
+        auto d = static_cast<int64_t>(
+          tx.exec_prepared("purge_first_events", id, room).affected_rows());
+        if (d >= room)
+          return purge_step{d, false, 0};
+        tx.exec_prepared0("delete_session", id);
+        return purge_step{d + 1, true, 1};
+      },
+      out);
   }
   out.truncated = !budget_left();
   return out;

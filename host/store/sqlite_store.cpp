@@ -820,6 +820,50 @@ std::vector<std::string> candidates(std::mutex& mtx, statement& st, Bind bind) {
 
 constexpr int64_t candidate_page = 256;
 
+/// What purging one session did inside a transaction.
+struct purge_step {
+  int64_t rows = 0;      ///< rows deleted (events, plus a session row)
+  bool done = false;     ///< nothing of this session is left to purge
+  uint64_t sessions = 0; ///< session rows deleted
+};
+
+/// The loop of both retention rules: pages of candidate sessions (found
+/// on the reader connection), then write transactions of up to `chunk` rows
+/// each, several sessions sharing one (one fsync) and a session with more
+/// going on in the next one, while `budget_left()`. `bind_page(st, after)`
+/// binds the candidate query for the page after the id `after`;
+/// `purge(id, room)` deletes at most `room` rows of one session.
+template <class BindPage, class Budget, class Purge>
+void purge_in_chunks(std::mutex& read_mtx, statement& candidate_query,
+                     std::mutex& write_mtx, connection& writer, int64_t chunk,
+                     BindPage bind_page, Budget budget_left, Purge purge,
+                     purge_result& out) {
+  std::string after;
+  for (bool more = true; more && budget_left();) {
+    auto ids = candidates(read_mtx, candidate_query,
+                          [&](statement& st) { bind_page(st, after); });
+    more = static_cast<int64_t>(ids.size()) == candidate_page;
+    if (!ids.empty())
+      after = ids.back();
+    for (size_t pos = 0; pos < ids.size() && budget_left();) {
+      std::lock_guard<std::mutex> guard{write_mtx};
+      write_transaction tx{writer};
+      int64_t n = 0;
+      uint64_t removed = 0;
+      while (pos < ids.size() && n < chunk) {
+        auto step = purge(ids[pos], chunk - n);
+        n += step.rows;
+        removed += step.sessions;
+        if (step.done)
+          ++pos;
+      }
+      tx.commit();
+      out.events += static_cast<uint64_t>(n) - removed;
+      out.sessions += removed;
+    }
+  }
+}
+
 } // namespace
 
 purge_result sqlite_store::purge(const retention_policy& policy, micros now) {
@@ -829,84 +873,57 @@ purge_result sqlite_store::purge(const retention_policy& policy, micros now) {
     return policy.max_rows == 0 || out.events + out.sessions < policy.max_rows;
   };
   auto& m = *impl_;
+  auto changes = [&] {
+    return static_cast<int64_t>(sqlite3_changes(m.writer->get()));
+  };
   if (policy.max_event_age.count() > 0) {
-    auto cutoff = now - policy.max_event_age.count();
+    auto cutoff = static_cast<int64_t>(now - policy.max_event_age.count());
     auto keep = to_db(policy.keep_events);
-    std::string after;
-    for (bool more = true; more && budget_left();) {
-      auto ids = candidates(m.read_mtx, *m.r_event_candidates, [&](statement& st) {
+    purge_in_chunks(
+      m.read_mtx, *m.r_event_candidates, m.write_mtx, *m.writer, chunk,
+      [&](statement& st, const std::string& after) {
         st.bind(1, after).bind(2, keep).bind(3, candidate_page);
-      });
-      more = static_cast<int64_t>(ids.size()) == candidate_page;
-      if (!ids.empty())
-        after = ids.back();
-      // Several sessions share a transaction (one fsync) up to `chunk` rows;
-      // a session with more goes on in the next one.
-      for (size_t pos = 0; pos < ids.size() && budget_left();) {
-        std::lock_guard<std::mutex> guard{m.write_mtx};
-        write_transaction tx{*m.writer};
-        int64_t n = 0;
-        while (pos < ids.size() && n < chunk) {
-          use u{*m.w_purge_old_events};
-          u->bind(1, ids[pos]).bind(2, keep).bind(3, static_cast<int64_t>(cutoff))
-            .bind(4, chunk - n);
-          u->step();
-          auto d = static_cast<int64_t>(sqlite3_changes(m.writer->get()));
-          if (d < chunk - n)
-            ++pos; // this session is done
-          n += d;
-        }
-        tx.commit();
-        out.events += static_cast<uint64_t>(n);
-      }
-    }
+      },
+      budget_left,
+      [&](const std::string& id, int64_t room) {
+        use u{*m.w_purge_old_events};
+        u->bind(1, id).bind(2, keep).bind(3, cutoff).bind(4, room);
+        u->step();
+        auto d = changes();
+        return purge_step{d, d < room, 0};
+      },
+      out);
   }
   if (policy.cleaned_grace.count() > 0 && budget_left()) {
     auto cutoff = static_cast<int64_t>(now - policy.cleaned_grace.count());
-    std::string after;
-    for (bool more = true; more && budget_left();) {
-      auto ids = candidates(m.read_mtx, *m.r_cleaned_candidates, [&](statement& st) {
+    purge_in_chunks(
+      m.read_mtx, *m.r_cleaned_candidates, m.write_mtx, *m.writer, chunk,
+      [&](statement& st, const std::string& after) {
         st.bind(1, cutoff).bind(2, after).bind(3, candidate_page);
-      });
-      more = static_cast<int64_t>(ids.size()) == candidate_page;
-      if (!ids.empty())
-        after = ids.back();
-      for (size_t pos = 0; pos < ids.size() && budget_left();) {
-        std::lock_guard<std::mutex> guard{m.write_mtx};
-        write_transaction tx{*m.writer};
-        int64_t n = 0;
-        uint64_t removed = 0;
-        while (pos < ids.size() && n < chunk) {
-          {
-            // Checked again under the write lock: the candidate list is a
-            // moment old.
-            use u{*m.w_cleaned_check};
-            u->bind(1, ids[pos]).bind(2, cutoff);
-            if (!u->step()) {
-              ++pos;
-              continue;
-            }
-          }
-          use u{*m.w_purge_first_events};
-          u->bind(1, ids[pos]).bind(2, chunk - n);
-          u->step();
-          auto d = static_cast<int64_t>(sqlite3_changes(m.writer->get()));
-          n += d;
-          if (n < chunk) {
-            // No events left: the session row goes in the same transaction.
-            use del{*m.w_delete_session};
-            del->bind(1, ids[pos]);
-            del->step();
-            ++removed;
-            ++n;
-            ++pos;
-          }
+      },
+      budget_left,
+      [&](const std::string& id, int64_t room) {
+        {
+          // Checked again under the write lock: the candidate list is a
+          // moment old.
+          use u{*m.w_cleaned_check};
+          u->bind(1, id).bind(2, cutoff);
+          if (!u->step())
+            return purge_step{0, true, 0};
         }
-        tx.commit();
-        out.events += static_cast<uint64_t>(n) - removed;
-        out.sessions += removed;
-      }
-    }
+        use u{*m.w_purge_first_events};
+        u->bind(1, id).bind(2, room);
+        u->step();
+        auto d = changes();
+        if (d >= room)
+          return purge_step{d, false, 0};
+        // No events left: the session row goes in the same transaction.
+        use del{*m.w_delete_session};
+        del->bind(1, id);
+        del->step();
+        return purge_step{d + 1, true, 1};
+      },
+      out);
   }
   out.truncated = !budget_left();
   return out;
