@@ -27,6 +27,7 @@
 #include "host/embedded_host.hpp"
 #include "host/error.hpp"
 #include "host/store/open_store.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace sessionhost;
 using namespace std::chrono_literals;
@@ -34,20 +35,6 @@ using namespace std::chrono_literals;
 namespace {
 
 const std::string payload = "{\"text\":\"" + std::string(180, 'x') + "\"}";
-
-struct bench_dir {
-  std::string path;
-  bench_dir() {
-    char tmpl[] = "/tmp/sessionhost-persist-bench-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr)
-      throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~bench_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 /// Keeps `window` publishes in flight on every session until `total` are
 /// acknowledged; replies with how many were refused.
@@ -100,7 +87,7 @@ void bm_persist(benchmark::State& state) {
   // Enough events per round that group commit reaches steady state, few
   // enough that the one-in-flight case ends in about a second.
   uint64_t per_round = window == 1 ? 200 * n_sessions : 20'000;
-  bench_dir dir;
+  testing::temp_dir dir{"sessionhost-persist-bench"};
   caf::actor_system_config cfg;
   cfg.set("logger.file-verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};

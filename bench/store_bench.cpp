@@ -22,6 +22,7 @@
 
 #include "host/store/open_store.hpp"
 #include "tests/support/postgres_fixture.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace sessionhost;
 
@@ -29,24 +30,9 @@ namespace {
 
 const std::string payload_pad(150, 'x');
 
-/// A temporary directory removed at exit.
-struct bench_dir {
-  std::string path;
-  bench_dir() {
-    char tmpl[] = "/tmp/sessionhost-bench-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr)
-      throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~bench_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
 /// One store per kind, opened on first use and kept for the whole run.
 session_store& store_of(const std::string& kind) {
-  static bench_dir dir;
+  static testing::temp_dir dir{"sessionhost-bench"};
   static std::map<std::string, store_ptr> stores;
   auto& s = stores[kind];
   if (!s) {

@@ -26,6 +26,7 @@
 #include "host/store/postgres_store.hpp"
 #include "host/store/sqlite_store.hpp"
 #include "tests/support/postgres_fixture.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace sessionhost {
 
@@ -42,6 +43,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using code = store_error::code;
+using testing::temp_dir;
 
 #define EXPECT_STORE_ERROR(statement, expected_code)                           \
   do {                                                                         \
@@ -53,28 +55,6 @@ using code = store_error::code;
       EXPECT_EQ(e_.error_code(), expected_code) << e_.what();                  \
     }                                                                          \
   } while (false)
-
-/// A directory under /tmp, removed with everything in it at scope exit.
-class temp_dir {
-public:
-  temp_dir() {
-    char tmpl[] = "/tmp/sessionhost-store-test-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr)
-      throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-  std::string path_;
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in{path, std::ios::binary};

@@ -26,6 +26,7 @@
 #include "host/error.hpp"
 #include "host/store/open_store.hpp"
 #include "tests/support/postgres_fixture.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace sessionhost;
 using namespace std::chrono_literals;
@@ -33,21 +34,7 @@ using namespace std::chrono_literals;
 namespace {
 
 namespace fs = std::filesystem;
-
-/// A directory under /tmp, removed with everything in it at scope exit.
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char tmpl[] = "/tmp/sessionhost-host-store-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr)
-      throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using sessionhost::testing::temp_dir;
 
 /// One "process": an actor system with an embedded host on the store `url`
 /// names. Members are destroyed in reverse: host, self, system, config.

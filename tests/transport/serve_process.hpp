@@ -27,6 +27,8 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/temp_dir.hpp"
+
 namespace sessionhost::test {
 
 namespace net = boost::asio;
@@ -36,26 +38,7 @@ namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 using nlohmann::json;
 
-/// A fresh directory under the temp dir, removed at the end.
-struct temp_dir {
-  temp_dir() {
-    auto base = std::filesystem::temp_directory_path();
-    for (int i = 0; i < 100; ++i) {
-      auto p = base / ("sessionhost-serve-" + std::to_string(::getpid()) + "-"
-                       + std::to_string(std::rand()));
-      if (std::filesystem::create_directory(p)) {
-        path = p.string();
-        return;
-      }
-    }
-    throw std::runtime_error("cannot create a temp dir");
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string path;
-};
+using sessionhost::testing::temp_dir;
 
 /// One `sessionhost serve` child process.
 class serve_process {
