@@ -48,6 +48,7 @@ expect() {
     fail=1
   fi
 }
+expect '^REST on http://127\.0\.0\.1:[0-9]+$'
 expect '^created [^ ]+ type=dice state=SPAWNING$'
 expect '^table is ACTIVE$'
 expect 'event [0-9]+ status:changed .*"state":"ACTIVE"'

@@ -5,8 +5,11 @@
 // embedded_host in that system, registers its own session type (`dice`: a
 // table that opens after a short set-up timer, lets players roll, announces
 // a winner after four rolls and closes itself), adds two hooks, drives one
-// session through the C++ API and prints its event stream. Then it stops the
-// host and exits 0, its own system shutting down normally.
+// session through the C++ API and prints its event stream; meanwhile the
+// same host serves REST and WebSocket on a free loopback port
+// (transport::http_frontend), where `POST /v1/sessions {"type":"dice"}`
+// would create a table too. Then it stops both and exits 0, its own system
+// shutting down normally.
 //
 // Walkthrough: docs/EMBEDDING.md.
 
@@ -180,6 +183,13 @@ int run(caf::actor_system& sys) {
   // opts.store = sh::open_store("sqlite:dice.db", "."); // durable instead
   sh::embedded_host host{sys, opts};
 
+  // The same host over REST + WebSocket (docs/PROTOCOL.md), on any free
+  // loopback port: {"type":"dice"} is a type like any built-in one there.
+  sh::transport::http_frontend_options web_opts;
+  web_opts.server.port = 0;
+  sh::transport::http_frontend web{sys, host, web_opts};
+  say("REST on http://127.0.0.1:" + std::to_string(web.start()));
+
   // Hooks (seed 000): host-wide, and one for a single session below.
   host.register_on_session_open([](const sh::hook_event& ev) {
     say("hook: session_open " + ev.session_id + " peer="
@@ -240,9 +250,11 @@ int run(caf::actor_system& sys) {
       + std::to_string(info.last_seq) + " events, printer saw "
       + std::to_string(seen->events));
 
-  // Stop the host (the destructor would, too); the program's own actor and
-  // system are not affected.
+  // Stop the REST side and the host (the destructors would, too), in this
+  // order; the program's own actor and system are not affected.
+  web.stop_accepting();
   host.stop();
+  web.stop();
   auto printed = ask<uint64_t>(self, mine, seen_atom::value);
   say("host stopped; the printer still answers: it printed "
       + std::to_string(printed) + " events");
