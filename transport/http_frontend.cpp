@@ -2,13 +2,18 @@
 // opaque here, so this stays cheap to compile.
 #include "transport/http_frontend.hpp"
 
+#include "transport/static_site.hpp"
+
 namespace sessionhost::transport {
 
 http_frontend::http_frontend(caf::actor_system& sys, embedded_host& host,
                              http_frontend_options opts) {
   auto stats = std::make_shared<server_stats>();
   api_ = std::make_shared<api>(sys, host, std::move(opts.api), stats);
-  server_ = std::make_unique<server>(std::move(opts.server), api_, stats);
+  backend_ = api_;
+  if (opts.dashboard)
+    backend_ = std::make_shared<static_site>(api_);
+  server_ = std::make_unique<server>(std::move(opts.server), backend_, stats);
 }
 
 http_frontend::~http_frontend() {

@@ -41,6 +41,8 @@ struct http_frontend_options {
   /// Bearer token (empty: none; then listen on loopback only) and the
   /// timeout of every request to the host's actors.
   api_options api;
+  /// Also serve the dashboard (`GET /`, `GET /web/…`), as serve does.
+  bool dashboard = true;
 };
 
 /// The REST + WebSocket transport of one embedded_host.
@@ -76,6 +78,7 @@ public:
 
 private:
   std::shared_ptr<api> api_;
+  std::shared_ptr<backend> backend_; // api_, or the dashboard in front of it
   std::unique_ptr<server> server_;
   std::atomic<uint16_t> port_{0};
   bool stopped_ = false;

@@ -201,6 +201,7 @@ TEST_F(embedded_rest_test, an_unknown_type_is_a_400_and_creates_nothing) {
 
 TEST_F(embedded_rest_test, after_stop_nothing_listens) {
   ASSERT_EQ(http(port, "GET", "/healthz").status, 200);
+  EXPECT_EQ(http(port, "GET", "/").status, 200); // the dashboard, by default
   web->stop_accepting();
   host->stop();
   EXPECT_EQ(web->stop(), 0u);
