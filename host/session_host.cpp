@@ -555,6 +555,9 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
         auto page = st.args.store->list(filter, cursor, limit);
         for (auto& s : page.sessions)
           s.loaded = st.loaded.count(s.id) > 0;
+        for (auto& id : page.unreadable)
+          spdlog::error("session {}: stored snapshot does not decode; left "
+                        "out of the list", id);
         return page;
       } catch (const store_error& e) {
         return from_store(e);

@@ -142,11 +142,13 @@ void list_sessions(const call& c, const query_map& q) {
         json arr = json::array();
         for (auto& s : page.sessions)
           arr.push_back(to_json(s));
-        r(json_response(200, json{{"sessions", std::move(arr)},
-                                  {"next_cursor",
-                                   page.next_cursor.empty()
-                                     ? json(nullptr)
-                                     : json(page.next_cursor)}}));
+        json body{{"sessions", std::move(arr)},
+                  {"next_cursor", page.next_cursor.empty()
+                                    ? json(nullptr)
+                                    : json(page.next_cursor)}};
+        if (!page.unreadable.empty())
+          body["unreadable"] = page.unreadable;
+        r(json_response(200, body));
       },
       c.on_error());
 }

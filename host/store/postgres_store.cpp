@@ -652,13 +652,19 @@ session_page postgres_store::list(const session_filter& filter,
     session_page page;
     list_position last;
     for (auto row : r) {
-      if (page.sessions.size() == limit) {
+      if (page.sessions.size() + page.unreadable.size() == limit) {
         page.next_cursor = encode_list_cursor(last);
         break;
       }
-      page.sessions.push_back(row_to_info(row));
       last.created_at = row[3].as<int64_t>();
       last.id = row[4].as<std::string>();
+      try {
+        page.sessions.push_back(row_to_info(row));
+      } catch (const store_error& e) {
+        if (e.error_code() != code::corrupt)
+          throw;
+        page.unreadable.push_back(last.id);
+      }
     }
     return page;
   });

@@ -55,6 +55,10 @@ struct append_batch {
 struct session_page {
   std::vector<session_info> sessions; ///< ordered by (created_at, id)
   std::string next_cursor; ///< empty on the last page
+  /// Sessions of this page whose stored snapshot does not decode: left out
+  /// of `sessions` (they count toward the limit), so one bad row never hides
+  /// the others; `load` reports each as `corrupt`.
+  std::vector<std::string> unreadable;
 };
 
 /// The durable home of sessions and their events (see the file comment).
@@ -102,6 +106,7 @@ public:
 
   /// Stored sessions matching `filter`, ordered by (created_at, id), at most
   /// `limit` (>= 1, else `invalid_argument`) per page; pass the previous page's `next_cursor` to go on.
+  /// A session whose snapshot does not decode is named in `unreadable`.
   virtual session_page list(const session_filter& filter,
                             const std::string& cursor, size_t limit) = 0;
 
@@ -133,7 +138,7 @@ namespace sessionhost {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_page& x) {
   return f(caf::meta::type_name("sessionhost.session_page"), x.sessions,
-           x.next_cursor);
+           x.next_cursor, x.unreadable);
 }
 
 } // namespace sessionhost

@@ -761,17 +761,23 @@ session_page sqlite_store::list(const session_filter& filter,
   u->bind(n + (after ? 3 : 1), fetch);
   list_position last;
   while (u->step()) {
-    if (page.sessions.size() == limit) {
+    if (page.sessions.size() + page.unreadable.size() == limit) {
       page.next_cursor = encode_list_cursor(last);
       break;
     }
-    auto info = decode_snapshot(u->blob(2));
-    info.last_seq = static_cast<uint64_t>(u->int64(0));
-    info.epoch = static_cast<uint64_t>(u->int64(1));
-    info.loaded = false;
-    page.sessions.push_back(std::move(info));
     last.created_at = u->int64(3);
     last.id = u->text(4);
+    try {
+      auto info = decode_snapshot(u->blob(2));
+      info.last_seq = static_cast<uint64_t>(u->int64(0));
+      info.epoch = static_cast<uint64_t>(u->int64(1));
+      info.loaded = false;
+      page.sessions.push_back(std::move(info));
+    } catch (const store_error& e) {
+      if (e.error_code() != code::corrupt)
+        throw;
+      page.unreadable.push_back(last.id);
+    }
   }
   return page;
 }

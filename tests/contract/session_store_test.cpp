@@ -1056,7 +1056,17 @@ TEST_F(sqlite_store_test, undecodable_bytes_are_reported_as_corrupt) {
                  "UPDATE events SET envelope = x'0a' WHERE session_id = 'bad' AND seq = 2;");
   sqlite_store store{db()};
   EXPECT_STORE_ERROR(store.load("bad"), code::corrupt);
-  EXPECT_STORE_ERROR(store.list({}, "", 10), code::corrupt);
+  // The list names it and goes on with the others.
+  auto page = store.list({}, "", 10);
+  ASSERT_EQ(page.sessions.size(), 1u);
+  EXPECT_EQ(page.sessions[0].id, "good");
+  EXPECT_EQ(page.unreadable, std::vector<std::string>{"bad"});
+  // It counts toward the limit and the cursor goes past it.
+  auto first = store.list({}, "", 1);
+  auto second = store.list({}, first.next_cursor, 1);
+  EXPECT_EQ(first.sessions.size() + second.sessions.size(), 1u);
+  EXPECT_EQ(first.unreadable.size() + second.unreadable.size(), 1u);
+  EXPECT_TRUE(second.next_cursor.empty());
   EXPECT_EQ(store.read_events("bad", 0, 1).size(), 1u); // seq 1 is intact
   EXPECT_STORE_ERROR(store.read_events("bad", 1, 10), code::corrupt);
   // Other sessions are unaffected.

@@ -262,6 +262,13 @@ TEST(host_store_sqlite, a_corrupted_snapshot_fails_only_its_own_session) {
   EXPECT_FALSE(p.loaded(bad));
   // Asking again gives the same answer; nothing got half-loaded.
   EXPECT_EQ(code_of(p.get(bad).error()), errc::internal);
+  // Listing shows the good one and names the bad one instead of failing.
+  auto page = p.call<session_page>(p.host->host(), list_atom::value,
+                                   session_filter{}, std::string{}, uint64_t{100});
+  ASSERT_TRUE(page) << message_of(page.error());
+  ASSERT_EQ(page->sessions.size(), 1u);
+  EXPECT_EQ(page->sessions[0].id, good);
+  EXPECT_EQ(page->unreadable, std::vector<std::string>{bad});
   // The other session is untouched and works.
   auto info = p.info(good);
   EXPECT_EQ(info.state, session_state::active);
