@@ -53,6 +53,10 @@ using session_actor = caf::typed_actor<
   caf::replies_to<unsubscribe_atom, caf::actor>::with<bool>,
   // publish(type, data JSON): returns the seq once durable.
   caf::replies_to<publish_atom, std::string, std::string>::with<uint64_t>,
+  // publish(type, data JSON, idempotency key): a key seen within
+  // sessionhost.idempotency-window returns the first publish's seq instead
+  // of appending again.
+  caf::replies_to<publish_atom, std::string, std::string, std::string>::with<uint64_t>,
   caf::replies_to<info_atom>::with<session_info>,
   // The info once everything emitted so far is durable.
   caf::replies_to<sync_atom>::with<session_info>,
@@ -130,15 +134,19 @@ using session_host_actor = caf::typed_actor<
 /// Keeps session → client subscriptions and sends each client the events of
 /// the sessions it subscribed to (seed 004's ClientHub). A client is any
 /// actor; it receives (events_atom, session_id, std::vector<event>) requests
-/// and (lagged_atom, session_id, last_seq) when it was dropped for lagging.
+/// and (lagged_atom, session_id, last_seq) when it was dropped for lagging,
+/// (unloaded_atom, session_id, last_seq) when the session was unloaded.
 using client_hub_actor = caf::typed_actor<
   // Returns the seq after which this client receives every event.
   caf::replies_to<hub_subscribe_atom, caf::actor, std::string>::with<uint64_t>,
   caf::replies_to<hub_unsubscribe_atom, caf::actor, std::string>::with<bool>,
   caf::reacts_to<broadcast_atom, std::string, std::vector<event>>,
   caf::replies_to<client_count_atom, std::string>::with<uint64_t>,
-  // From the broadcast listener: it stopped receiving a session.
-  caf::reacts_to<unwatch_atom, std::string>>;
+  // From the broadcast listener: it stopped receiving a session (its
+  // clients resume), or the session was unloaded at seq (its clients are
+  // told so, and their subscriptions end).
+  caf::reacts_to<unwatch_atom, std::string>,
+  caf::reacts_to<unloaded_atom, std::string, uint64_t>>;
 
 /// Subscribes to the buses of the sessions the hub has clients for and
 /// forwards their events to the hub (seed 004's ClientBroadcastListener).

@@ -91,9 +91,10 @@ cbl_behavior(self_pointer self, session_host_actor host, client_hub_actor hub) {
       drop(self, id);
       self->send(self->state.hub, unwatch_atom::value, id);
     },
-    [self](unloaded_atom, const std::string& id, uint64_t) {
+    [self](unloaded_atom, const std::string& id, uint64_t last) {
+      // Not a lag: the clients are told, and do not load it again.
       drop(self, id);
-      self->send(self->state.hub, unwatch_atom::value, id);
+      self->send(self->state.hub, unloaded_atom::value, id, last);
     },
   };
 }

@@ -71,6 +71,27 @@ void maybe_unwatch(self_pointer self, const std::string& id) {
   st.sessions.erase(i);
 }
 
+// The session is no longer received: every client is forgotten and told
+// (`tell(subscriber)`); subscriptions under way fail with unavailable.
+template <class Tell>
+void drop_session(self_pointer self, const std::string& id, Tell tell) {
+  auto& st = self->state;
+  auto i = st.sessions.find(id);
+  if (i == st.sessions.end())
+    return;
+  auto subs = i->second.bus.subscribers();
+  i->second.watching = false;
+  for (auto& s : subs) {
+    forget_client(self, s.handle.address(), id);
+    tell(s);
+  }
+  auto waiting = std::move(i->second.waiting);
+  st.sessions.erase(i);
+  for (auto& [c, p] : waiting)
+    p.deliver(make_error(errc::unavailable, "session " + id
+                                              + " went away, retry"));
+}
+
 client_hub_actor::behavior_type hub_behavior(self_pointer self,
                                              session_host_actor host,
                                              client_hub_options opts) {
@@ -173,23 +194,17 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
       return i == st.sessions.end() ? 0 : i->second.bus.size();
     },
     [self](unwatch_atom, const std::string& id) {
-      // The listener lost the session (unloaded, gone, or it lagged): every
-      // client resumes from the seq it got up to.
-      auto& st = self->state;
-      auto i = st.sessions.find(id);
-      if (i == st.sessions.end())
-        return;
-      auto subs = i->second.bus.subscribers();
-      i->second.watching = false;
-      for (auto& s : subs) {
-        forget_client(self, s.handle.address(), id);
+      // The listener lost the session (gone without unloading, or it
+      // lagged): every client resumes from the seq it got up to.
+      drop_session(self, id, [&](const event_bus::subscriber& s) {
         caf::anon_send(s.handle, lagged_atom::value, id, s.last_seq);
-      }
-      auto waiting = std::move(i->second.waiting);
-      st.sessions.erase(i);
-      for (auto& [c, p] : waiting)
-        p.deliver(make_error(errc::unavailable, "session " + id
-                                                  + " went away, retry"));
+      });
+    },
+    [self](unloaded_atom, const std::string& id, uint64_t last) {
+      // Unloaded on purpose: tell the clients, do not make them reload it.
+      drop_session(self, id, [&](const event_bus::subscriber& s) {
+        caf::anon_send(s.handle, unloaded_atom::value, id, last);
+      });
     },
   };
 }

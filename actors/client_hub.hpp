@@ -5,8 +5,11 @@
 // each client has its own bounded window) and sends each client the events
 // the broadcast listener forwards. The listener subscribes to a session's bus
 // only while the hub has clients for it, so sessions without clients stay
-// idle and can be passivated. A client that lags, or whose session was
-// unloaded, gets (lagged_atom, session_id, last_seq) and resubscribes.
+// idle and can be passivated. A client that lags (or whose session vanished
+// without unloading) gets (lagged_atom, session_id, last_seq) and may
+// resubscribe; a client whose session was unloaded (by request, for idleness
+// or because the host stops) gets (unloaded_atom, session_id, last_seq) and
+// is no longer subscribed: resubscribing would load the session again.
 // Session lists are REST-only: the hub never broadcasts them.
 
 #include <caf/fwd.hpp>

@@ -154,8 +154,12 @@ caf::behavior printer(caf::event_based_actor*, std::shared_ptr<progress> p) {
       return p->events;
     },
     [](sh::lagged_atom, const std::string& id, uint64_t seq) {
-      // Dropped (too slow, or the hub stopped): resubscribe to go on.
+      // Dropped for being too slow: resubscribe to go on.
       say("printer dropped from " + id + " after seq " + std::to_string(seq));
+    },
+    [](sh::unloaded_atom, const std::string& id, uint64_t seq) {
+      // The session was unloaded (or the host stopped): subscription over.
+      say("session " + id + " unloaded at seq " + std::to_string(seq));
     },
   };
 }
