@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/event_bus.hpp"
+#include "actors/idempotency_window.hpp"
 #include "host/error.hpp"
 #include "host/session_type.hpp"
 
@@ -61,6 +62,7 @@ struct session_data : session_control, session_context {
   bool unloading = false;
 
   std::unique_ptr<session_type> type; // may be null: a passive session
+  std::unique_ptr<idempotency_window> idem; // created by the first keyed publish
   // A type that holds resources cleans up itself: what waits for CLEANED.
   // Called with an error when the session is fenced before that.
   std::vector<std::function<void(const caf::error&)>> on_cleaned;
@@ -72,8 +74,10 @@ struct session_data : session_control, session_context {
   // -- emission ---------------------------------------------------------------
 
   // Appends an event to the stream; it reaches subscribers once durable.
-  uint64_t emit(const std::string& type, std::string data) {
+  uint64_t emit(const std::string& type, std::string data,
+              std::string idempotency_key = {}) {
     event e;
+    e.idempotency_key = std::move(idempotency_key);
     e.session_id = rec.id;
     e.seq = next_seq++;
     e.type = type;
@@ -563,6 +567,15 @@ caf::error check_open(const session_data& st) {
   return caf::none;
 }
 
+bool valid_utf8(const std::string& s) {
+  try {
+    json(s).dump(); // throws on invalid UTF-8
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
 caf::error check_publish(const session_data& st, const std::string& type,
                          const std::string& data) {
   if (auto err = check_open(st))
@@ -773,6 +786,53 @@ session_actor::behavior_type shared_behavior() {
       if (auto err = check_publish(st, type, data))
         return err;
       auto seq = st.emit(type, data);
+      st.touch();
+      auto rp = self->make_response_promise<uint64_t>();
+      st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
+      return rp;
+    },
+    [](publish_atom, const std::string& type, const std::string& data,
+       const std::string& key) -> caf::result<uint64_t> {
+      auto self = current();
+      auto& st = self->state;
+      if (key.empty() || key.size() > 256 || !valid_utf8(key))
+        return make_error(errc::bad_request,
+                          "idempotency key must be 1 to 256 bytes of UTF-8");
+      auto window = std::chrono::duration_cast<std::chrono::microseconds>(
+                      st.cfg().idempotency_window)
+                      .count();
+      if (window > 0) {
+        if (!st.idem)
+          st.idem = std::make_unique<idempotency_window>(window);
+        try {
+          if (!st.idem->recovered() && st.svc->store)
+            st.idem->recover(*st.svc->store, st.rec.id, st.rec.last_seq,
+                             st.now());
+        } catch (const store_error& e) {
+          st.idem.reset(); // try again with the next keyed publish
+          return make_error(errc::unavailable,
+                            std::string{"cannot read idempotency keys: "}
+                              + e.what());
+        }
+        if (auto first = st.idem->find(key, st.now())) {
+          // A retry: the first publish's seq, once that one is durable.
+          st.touch();
+          auto rp = self->make_response_promise<uint64_t>();
+          auto seq = *first;
+          st.after_durable(seq, [rp, seq](const caf::error& err) mutable {
+            if (err)
+              rp.deliver(err);
+            else
+              rp.deliver(seq);
+          });
+          return rp;
+        }
+      }
+      if (auto err = check_publish(st, type, data))
+        return err;
+      auto seq = st.emit(type, data, window > 0 ? key : std::string{});
+      if (st.idem)
+        st.idem->remember(key, seq, st.now());
       st.touch();
       auto rp = self->make_response_promise<uint64_t>();
       st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });

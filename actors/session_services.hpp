@@ -13,6 +13,7 @@
 #include "host/clock.hpp"
 #include "host/config.hpp"
 #include "host/session_type.hpp"
+#include "host/store/session_store.hpp"
 
 namespace sessionhost {
 
@@ -27,6 +28,8 @@ struct session_services {
   /// Set by the host when it shuts down: a session whose type holds
   /// resources (a process) is terminated before it is unloaded.
   std::atomic<bool> host_stopping{false};
+  /// Read only to recover idempotency keys of earlier activations.
+  store_ptr store;
 };
 
 using services_ptr = std::shared_ptr<session_services>;

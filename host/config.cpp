@@ -49,6 +49,8 @@ host_config host_config::from(const caf::actor_system_config& cfg) {
   out.max_backlog = caf::get_or(cfg, "sessionhost.max-backlog", out.max_backlog);
   out.subscriber_window = caf::get_or(cfg, "sessionhost.subscriber-window",
                                       out.subscriber_window);
+  out.idempotency_window = ms_or(cfg, "sessionhost.idempotency-window",
+                                 out.idempotency_window);
   out.commit_batch_limit = caf::get_or(cfg, "sessionhost.commit-batch-limit",
                                        out.commit_batch_limit);
   out.retention_max_age = ms_or(cfg, "sessionhost.retention-max-age",
@@ -77,6 +79,9 @@ sessionhost_config::sessionhost_config() {
                         "unload a session idle this long (0s: never)")
     .add<size_t>("max-backlog", "not-yet-durable events per session")
     .add<size_t>("subscriber-window", "unconfirmed events per subscriber")
+    .add<caf::timespan>("idempotency-window",
+                        "how long publish idempotency keys are remembered "
+                        "(default 10min; 0s: off)")
     .add<size_t>("commit-batch-limit", "most events per store transaction")
     .add<caf::timespan>("retention-max-age",
                         "delete events older than this (0s: keep all)")

@@ -35,6 +35,9 @@ struct host_config {
   /// Delivered but unconfirmed events per subscriber; past it the subscriber
   /// is dropped (and told where to resume), so it never stalls the session.
   size_t subscriber_window = 8192;
+  /// How long a publish's idempotency key is remembered: a retried publish
+  /// with the same key within it returns the first seq (0 = not at all).
+  std::chrono::milliseconds idempotency_window{std::chrono::minutes(10)};
   /// Most events the persistence listener writes in one transaction.
   size_t commit_batch_limit = 16'384;
   /// Retention (host/store/retention.hpp): events older than this may be

@@ -34,6 +34,7 @@ embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   svc->types = types_;
   svc->obs = obs_;
   svc->persistence = persistence_;
+  svc->store = store_;
   auto retention = retention_options_of(opts.config);
   retention.detached = opts.detached_persistence;
   retention_ = spawn_retention_actor(sys, store_, svc->clock, obs_, retention);

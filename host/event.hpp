@@ -49,19 +49,22 @@ struct event {
   std::string data = "{}"; ///< the payload as JSON text
   micros ts = 0;           ///< microseconds since the Unix epoch
   uint64_t epoch = 0;      ///< activation epoch of the writer (fencing)
+  /// The producer's idempotency key (publish), empty: none.
+  std::string idempotency_key;
 };
 
 /// Field-wise equality.
 inline bool operator==(const event& x, const event& y) {
   return x.session_id == y.session_id && x.seq == y.seq && x.type == y.type
-         && x.data == y.data && x.ts == y.ts && x.epoch == y.epoch;
+         && x.data == y.data && x.ts == y.ts && x.epoch == y.epoch
+         && x.idempotency_key == y.idempotency_key;
 }
 
 /// CAF serialization (messages between nodes).
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, event& x) {
   return f(caf::meta::type_name("sessionhost.event"), x.session_id, x.seq,
-           x.type, x.data, x.ts, x.epoch);
+           x.type, x.data, x.ts, x.epoch, x.idempotency_key);
 }
 
 } // namespace sessionhost

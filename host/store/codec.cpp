@@ -111,6 +111,7 @@ void encode_event(const event& x, std::string& out) {
   check_utf8(x.session_id, "event session_id");
   check_utf8(x.type, "event type");
   check_utf8(x.data, "event data");
+  check_utf8(x.idempotency_key, "event idempotency key");
   v1::Event msg;
   msg.set_session_id(x.session_id);
   msg.set_seq(x.seq);
@@ -118,6 +119,8 @@ void encode_event(const event& x, std::string& out) {
   msg.set_data(x.data);
   msg.set_ts(x.ts);
   msg.set_epoch(x.epoch);
+  if (!x.idempotency_key.empty())
+    msg.set_idempotency_key(x.idempotency_key);
   out.clear();
   if (!msg.SerializeToString(&out))
     throw store_error(code::invalid_argument, "event does not serialize");
@@ -140,6 +143,7 @@ event decode_event(std::string_view bytes) {
   x.data = msg.data();
   x.ts = msg.ts();
   x.epoch = msg.epoch();
+  x.idempotency_key = msg.idempotency_key();
   return x;
 }
 

@@ -263,6 +263,17 @@ TEST_P(session_store_contract, a_snapshot_cannot_take_a_live_role) {
   EXPECT_EQ(store_->load("s1")->state, session_state::active);
 }
 
+TEST_P(session_store_contract, events_keep_their_idempotency_key) {
+  store_->create(make_info("s1"));
+  auto evs = make_events("s1", 1, 2);
+  evs[1].idempotency_key = "req-7 ✓";
+  store_->append({batch("s1", 1, evs)});
+  auto back = store_->read_events("s1", 0, 10);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].idempotency_key, "");
+  EXPECT_EQ(back[1], evs[1]);
+}
+
 TEST_P(session_store_contract, append_continues_the_sequence) {
   store_->create(make_info("s1"));
   store_->append({batch("s1", 1, make_events("s1", 1, 3))});
