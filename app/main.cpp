@@ -37,6 +37,7 @@ constexpr const char* usage =
   "usage: sessionhost serve [--listen=HOST:PORT] [--data-dir=DIR] [--store=URL]\n"
   "                         [--max-frame-size=BYTES] [--max-body-size=BYTES]\n"
   "                         [--client-queue-bytes=BYTES] [--auth-token-file=FILE]\n"
+  "                         [--allowed-origins=ORIGIN,…]\n"
   "                         [--demo]\n"
   "                         [--sessionhost.*=…]\n"
   "       sessionhost serve --help   (every option)\n"
@@ -59,7 +60,11 @@ public:
       .add(client_queue, "client-queue-bytes",
            "per-WebSocket outgoing queue bound (past it: close 1013)")
       .add(auth_token_file, "auth-token-file",
-           "file holding the bearer token clients must send")
+           "file of bearer tokens, one per line: TOKEN [sessions=ID,…] "
+           "[roles=ROLE,…] [read-only]")
+      .add(allowed_origins, "allowed-origins",
+           "browser origins allowed to open WebSockets besides the server's "
+           "own, comma-separated, or * for any")
       .add(demo, "demo",
            "keep 3 echo sessions (roles demo-1..3) busy with messages");
   }
@@ -72,6 +77,7 @@ public:
   size_t client_queue = 8 << 20;
   std::string auth_token_file;
   bool demo = false;
+  std::string allowed_origins;
 };
 
 bool split_listen(const std::string& s, std::string& host, uint16_t& port) {
@@ -138,16 +144,22 @@ int serve(int argc, char** argv) {
   transport::api_options aopts;
   if (!cfg.auth_token_file.empty()) {
     std::ifstream in{cfg.auth_token_file};
-    if (!in || !std::getline(in, aopts.auth_token) || aopts.auth_token.empty()) {
-      std::cerr << "sessionhost serve: cannot read a token from "
-                << cfg.auth_token_file << "\n";
+    if (!in) {
+      std::cerr << "sessionhost serve: cannot read " << cfg.auth_token_file
+                << "\n";
       return 2;
     }
-    while (!aopts.auth_token.empty()
-           && (aopts.auth_token.back() == '\r' || aopts.auth_token.back() == ' '))
-      aopts.auth_token.pop_back();
+    try {
+      aopts.tokens = std::make_shared<transport::token_table>(
+        transport::token_table::parse(in));
+    } catch (const std::exception& e) {
+      std::cerr << "sessionhost serve: " << cfg.auth_token_file << ": "
+                << e.what() << "\n";
+      return 2;
+    }
   }
-  if (!is_loopback(sopts.host) && aopts.auth_token.empty()) {
+  aopts.allowed_origins = cfg.allowed_origins;
+  if (!is_loopback(sopts.host) && !aopts.tokens) {
     std::cerr << "sessionhost serve: refusing to listen on " << sopts.host
               << " without --auth-token-file (only loopback is open)\n";
     return 2;

@@ -44,6 +44,7 @@ struct call {
   std::shared_ptr<api_context> ctx;
   caf::event_based_actor* self;
   respond_fn respond;
+  const token_scope* scope = nullptr; // null: no authentication
 
   void fail(const caf::error& err) const { respond(error_response(err)); }
   void fail(errc code, const std::string& msg) const {
@@ -103,6 +104,9 @@ void create_session(const call& c, const std::string& body) {
       md.emplace(k, v.get<std::string>());
     }
   }
+  if (c.scope && !c.scope->unlimited() && c.scope->roles.count(role) == 0)
+    return c.fail(errc::forbidden,
+                  "this token may only create sessions with its roles");
   auto r = c.respond;
   c.self
     ->request(c.ctx->host, c.ctx->timeout, create_atom::value,
@@ -134,14 +138,16 @@ void list_sessions(const call& c, const query_map& q) {
   if (auto i = q.find("cursor"); i != q.end())
     cursor = i->second;
   auto r = c.respond;
+  auto scope = c.scope;
   c.self
     ->request(c.ctx->host, c.ctx->timeout, list_atom::value, filter, cursor,
               limit)
     .then(
-      [r](session_page& page) {
+      [r, scope](session_page& page) {
         json arr = json::array();
         for (auto& s : page.sessions)
-          arr.push_back(to_json(s));
+          if (!scope || scope->allows(s.id, s.role))
+            arr.push_back(to_json(s));
         json body{{"sessions", std::move(arr)},
                   {"next_cursor", page.next_cursor.empty()
                                     ? json(nullptr)
@@ -212,16 +218,24 @@ void post_event(const call& c, const std::string& id, const std::string& body) {
   std::string text = "null";
   if (auto data = j.find("data"); data != j.end())
     text = data->dump(-1, ' ', false, json::error_handler_t::replace);
-  if (auto k = j.find("idempotency_key");
-      k != j.end() && !k->is_null() && !k->is_string())
-    return c.fail(errc::bad_request, "\"idempotency_key\" must be a string");
+  std::string key;
+  if (auto k = j.find("idempotency_key"); k != j.end() && !k->is_null()) {
+    if (!k->is_string() || k->get<std::string>().empty())
+      return c.fail(errc::bad_request,
+                    "\"idempotency_key\" must be a non-empty string");
+    key = k->get<std::string>();
+  }
   auto cc = c;
   auto t = type->get<std::string>();
-  c.with_session(id, [cc, t, text](session_actor& s) {
+  c.with_session(id, [cc, t, text, key](session_actor& s) {
     auto r = cc.respond;
-    cc.self->request(s, cc.ctx->timeout, publish_atom::value, t, text)
-      .then([r](uint64_t seq) { r(json_response(202, json{{"seq", seq}})); },
-            cc.on_error());
+    auto ok = [r](uint64_t seq) { r(json_response(202, json{{"seq", seq}})); };
+    if (key.empty())
+      cc.self->request(s, cc.ctx->timeout, publish_atom::value, t, text)
+        .then(ok, cc.on_error());
+    else
+      cc.self->request(s, cc.ctx->timeout, publish_atom::value, t, text, key)
+        .then(ok, cc.on_error());
   });
 }
 
@@ -327,24 +341,47 @@ void metrics(const call& c) {
         counter("sessionhost_ws_oversize_closed_total",
                 "WebSockets closed with 1009 (frame too big).",
                 s.ws_oversize_closed.load());
+        counter("sessionhost_ws_refused_total",
+                "WebSocket upgrades refused (token or origin).",
+                s.ws_refused.load());
+        auto& h = s.publish_to_send;
+        const char* hname = "sessionhost_publish_to_send_seconds";
+        out << "# HELP " << hname
+            << " From an event's publish (ts) to its frame handed to the "
+               "socket write, live events.\n# TYPE "
+            << hname << " histogram\n";
+        uint64_t cum = 0;
+        for (size_t i = 0; i < h.buckets.size(); ++i) {
+          cum += h.buckets[i].load();
+          out << hname << "_bucket{le=\"";
+          if (i < h.bounds_us.size())
+            out << static_cast<double>(h.bounds_us[i]) / 1e6;
+          else
+            out << "+Inf";
+          out << "\"} " << cum << '\n';
+        }
+        out << hname << "_sum " << static_cast<double>(h.sum_us.load()) / 1e6
+            << '\n'
+            << hname << "_count " << h.count.load() << '\n';
         r({200, "text/plain; version=0.0.4", out.str()});
       },
       c.on_error());
 }
 
-bool token_ok(const api_context& ctx, const std::string& authorization,
-              const query_map* q) {
-  if (ctx.auth_token.empty())
+/// The scope of the request's token; false when one is needed and missing
+/// or unknown.
+bool find_scope(const api_context& ctx, const std::string& authorization,
+                const query_map& q, const token_scope*& out) {
+  out = nullptr;
+  if (!ctx.tokens)
     return true;
-  if (authorization == "Bearer " + ctx.auth_token)
-    return true;
-  if (q != nullptr)
-    if (auto i = q->find("token"); i != q->end() && i->second == ctx.auth_token)
-      return true;
-  return false;
+  auto i = q.find("token");
+  out = ctx.tokens->find(
+    bearer_token(authorization, i == q.end() ? std::string{} : i->second));
+  return out != nullptr;
 }
 
-void route(const call& c, const http_request& req) {
+void route(call& c, const http_request& req) {
   std::string path;
   query_map q;
   if (!split_target(req.target, path, q))
@@ -359,10 +396,16 @@ void route(const call& c, const http_request& req) {
   };
   if (path == "/healthz")
     return m == "GET" ? healthz(c) : not_allowed();
-  if (!token_ok(*c.ctx, req.authorization, nullptr))
+  if (!find_scope(*c.ctx, req.authorization, q, c.scope))
     return c.fail(errc::unauthorized, "missing or wrong bearer token");
-  if (path == "/metrics")
+  if (c.scope && c.scope->read_only && m != "GET")
+    return c.fail(errc::forbidden, "this token is read-only");
+  if (path == "/metrics") {
+    if (c.scope && !c.scope->unlimited())
+      return c.fail(errc::forbidden,
+                    "/metrics needs a token not limited to sessions or roles");
     return m == "GET" ? metrics(c) : not_allowed();
+  }
   const std::string prefix = "/v1/sessions";
   if (path == prefix || path == prefix + "/") {
     if (m == "POST")
@@ -379,6 +422,13 @@ void route(const call& c, const http_request& req) {
   auto sub = slash == std::string::npos ? std::string{} : rest.substr(slash + 1);
   if (id.empty())
     return c.fail(errc::not_found, "no route " + path);
+  try {
+    if (!in_scope(*c.ctx, c.scope, id))
+      return c.fail(errc::forbidden,
+                    "session " + id + " is outside this token's scope");
+  } catch (const store_error& e) {
+    return c.fail(errc::internal, e.what());
+  }
   if (sub.empty()) {
     if (m == "GET")
       return get_session(c, id);
@@ -413,7 +463,8 @@ api::api(caf::actor_system& sys, embedded_host& host, api_options opts,
   ctx_->store = host.store();
   ctx_->obs = &host.observability();
   ctx_->stats = stats ? std::move(stats) : std::make_shared<server_stats>();
-  ctx_->auth_token = std::move(opts.auth_token);
+  ctx_->tokens = std::move(opts.tokens);
+  ctx_->origins = origin_policy{opts.allowed_origins};
   ctx_->timeout = opts.request_timeout;
 }
 
@@ -426,7 +477,7 @@ void api::handle_http(http_request req, respond_fn respond) {
   };
   ctx->sys->spawn([ctx, req = std::move(req),
                    respond = std::move(guarded)](caf::event_based_actor* self) {
-    call c{ctx, self, respond};
+    call c{ctx, self, respond, nullptr};
     try {
       route(c, req);
     } catch (const std::exception& e) {
@@ -437,17 +488,40 @@ void api::handle_http(http_request req, respond_fn respond) {
 
 void api::close() { ctx_->close(); }
 
-std::shared_ptr<ws_handler> api::open_ws(std::shared_ptr<ws_sink> sink) {
-  return spawn_ws_connection(ctx_, std::move(sink));
-}
-
-bool api::authorize(const std::string& authorization,
-                    const std::string& target) {
+std::optional<http_response> api::check_upgrade(const ws_upgrade& up) {
   std::string path;
   query_map q;
-  if (!split_target(target, path, q))
+  if (!split_target(up.target, path, q))
+    return error_response(errc::bad_request,
+                          "malformed percent escape in the URL");
+  const token_scope* scope = nullptr;
+  if (!find_scope(*ctx_, up.authorization, q, scope))
+    return error_response(errc::unauthorized, "missing or wrong bearer token");
+  if (!ctx_->origins.allows(up.origin, up.host))
+    return error_response(errc::forbidden,
+                          "origin " + up.origin + " may not open WebSockets "
+                            "here (--allowed-origins)");
+  return std::nullopt;
+}
+
+std::shared_ptr<ws_handler> api::open_ws(std::shared_ptr<ws_sink> sink,
+                                         const ws_upgrade& up) {
+  std::string path;
+  query_map q;
+  const token_scope* scope = nullptr;
+  split_target(up.target, path, q);
+  find_scope(*ctx_, up.authorization, q, scope); // passed check_upgrade
+  return spawn_ws_connection(ctx_, std::move(sink), scope, up.proto);
+}
+
+bool in_scope(const api_context& ctx, const token_scope* scope,
+              const std::string& id) {
+  if (!scope || scope->allows_id(id))
+    return true;
+  if (scope->roles.empty())
     return false;
-  return token_ok(*ctx_, authorization, &q);
+  auto info = ctx.store->load(id);
+  return info && scope->roles.count(info->role) > 0;
 }
 
 } // namespace sessionhost::transport

@@ -12,6 +12,7 @@
 
 #include <caf/fwd.hpp>
 
+#include "transport/auth.hpp"
 #include "transport/backend.hpp"
 #include "transport/server.hpp"
 
@@ -22,9 +23,12 @@ class embedded_host;
 namespace sessionhost::transport {
 
 struct api_options {
-  /// Required as "Authorization: Bearer <token>" (or ?token= on /v1/ws)
-  /// on every route but /healthz; empty: no authentication.
-  std::string auth_token;
+  /// One of them is required as "Authorization: Bearer <token>" (or
+  /// ?token=) on every route but /healthz and on every WebSocket upgrade;
+  /// null: no authentication.
+  std::shared_ptr<const token_table> tokens;
+  /// Browser origins allowed to open WebSockets (origin_policy).
+  std::string allowed_origins;
   /// Timeout of every request to the host's actors.
   std::chrono::milliseconds request_timeout{10'000};
 };
@@ -39,9 +43,9 @@ public:
   ~api() override;
 
   void handle_http(http_request req, respond_fn respond) override;
-  std::shared_ptr<ws_handler> open_ws(std::shared_ptr<ws_sink> sink) override;
-  bool authorize(const std::string& authorization,
-                 const std::string& target) override;
+  std::optional<http_response> check_upgrade(const ws_upgrade& up) override;
+  std::shared_ptr<ws_handler> open_ws(std::shared_ptr<ws_sink> sink,
+                                      const ws_upgrade& up) override;
 
   /// From now on, answers and frames still produced by actors are dropped
   /// instead of handed to the server (call before destroying the server).

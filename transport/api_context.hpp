@@ -11,6 +11,7 @@
 #include "actors/actors.hpp"
 #include "actors/observability.hpp"
 #include "host/store/session_store.hpp"
+#include "transport/auth.hpp"
 #include "transport/server.hpp"
 
 namespace caf { class actor_system; }
@@ -29,7 +30,8 @@ struct api_context {
   store_ptr store;
   observability_hub* obs = nullptr;
   std::shared_ptr<server_stats> stats;
-  std::string auth_token;
+  std::shared_ptr<const token_table> tokens; // null: no authentication
+  origin_policy origins;
   std::chrono::milliseconds timeout{10'000};
   std::shared_ptr<frame_cache> frames = make_frame_cache();
 
@@ -51,8 +53,18 @@ private:
   bool closed = false; // guarded by mtx
 };
 
+/// Whether `scope` (null: no authentication) reaches session `id`: by id,
+/// else by the role stored for it (a blocking store read). Unknown
+/// sessions are outside every limited scope.
+bool in_scope(const api_context& ctx, const token_scope* scope,
+              const std::string& id);
+
 /// Spawns the actor of one WebSocket connection; returns its handler.
+/// `scope` (null: no authentication) limits what its ops reach; `proto`
+/// selects binary protobuf frames.
 std::shared_ptr<ws_handler> spawn_ws_connection(std::shared_ptr<api_context> ctx,
-                                                std::shared_ptr<ws_sink> sink);
+                                                std::shared_ptr<ws_sink> sink,
+                                                const token_scope* scope,
+                                                bool proto);
 
 } // namespace sessionhost::transport

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace sessionhost::transport {
@@ -34,14 +35,30 @@ struct http_response {
 /// Called exactly once with the response; may be called from any thread.
 using respond_fn = std::function<void(http_response)>;
 
+/// The WebSocket subprotocol of binary protobuf frames (proto/sessionhost/
+/// v1/session.proto: ClientOp in, ServerOp out).
+constexpr const char* proto_subprotocol = "sessionhost.v1.proto";
+
+/// A WebSocket upgrade request, as the backend sees it.
+struct ws_upgrade {
+  std::string target;        // path plus query: "/v1/ws?token=…"
+  std::string authorization; // the Authorization header, if any
+  std::string origin;        // the Origin header (browsers), if any
+  std::string host;          // the Host header
+  bool proto = false;        // the client offered `proto_subprotocol`
+};
+
 /// The server side of one WebSocket connection, as seen by the actors.
 class ws_sink {
 public:
   virtual ~ws_sink() = default;
-  /// Queues one text frame. Returns false when the connection is closing or
-  /// when the frame would push the outgoing queue over its byte bound; in
-  /// the latter case the connection is closed with 1013 (try again later).
-  virtual bool send_text(std::string text) = 0;
+  /// Queues one frame: text, or binary on a `proto_subprotocol` connection.
+  /// `event_ts` (micros since the epoch, 0: none) is the publish time of the
+  /// live event the frame carries, for the publish-to-send histogram.
+  /// Returns false when the connection is closing or when the frame would
+  /// push the outgoing queue over its byte bound; in the latter case the
+  /// connection is closed with 1013 (try again later).
+  virtual bool send_text(std::string text, int64_t event_ts = 0) = 0;
   /// Bytes queued and not yet written to the socket.
   virtual size_t queued_bytes() const noexcept = 0;
   /// The outgoing queue bound in bytes.
@@ -55,8 +72,8 @@ class ws_handler {
 public:
   virtual ~ws_handler() = default;
   virtual void on_text(std::string text) = 0;
-  /// A binary frame (the protocol is JSON text only).
-  virtual void on_binary(size_t size) = 0;
+  /// A binary frame (protobuf on a `proto_subprotocol` connection).
+  virtual void on_binary(std::string data) = 0;
   /// The connection is gone (closed by either side or failed).
   virtual void on_closed() = 0;
 };
@@ -66,12 +83,13 @@ class backend {
 public:
   virtual ~backend() = default;
   virtual void handle_http(http_request req, respond_fn respond) = 0;
-  /// A WebSocket was accepted at /v1/ws; returns its handler.
-  virtual std::shared_ptr<ws_handler> open_ws(std::shared_ptr<ws_sink> sink) = 0;
-  /// Whether a WebSocket upgrade carrying this Authorization header (or
-  /// `token` from the query string) may proceed.
-  virtual bool authorize(const std::string& authorization,
-                         const std::string& target) = 0;
+  /// Whether a WebSocket upgrade to /v1/ws may proceed (token, Origin):
+  /// nothing to accept it, else the refusal to answer with.
+  virtual std::optional<http_response> check_upgrade(const ws_upgrade& up) = 0;
+  /// A WebSocket that passed `check_upgrade` was accepted; returns its
+  /// handler.
+  virtual std::shared_ptr<ws_handler> open_ws(std::shared_ptr<ws_sink> sink,
+                                              const ws_upgrade& up) = 0;
 };
 
 } // namespace sessionhost::transport

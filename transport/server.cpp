@@ -97,10 +97,36 @@ namespace {
 
 // -- WebSocket ----------------------------------------------------------------
 
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Whether a Sec-WebSocket-Protocol list offers `name`.
+bool offers(beast::string_view list, const std::string& name) {
+  auto s = std::string{list};
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    auto comma = s.find(',', pos);
+    auto item = s.substr(pos, comma == std::string::npos ? std::string::npos
+                                                         : comma - pos);
+    auto b = item.find_first_not_of(" \t");
+    auto e = item.find_last_not_of(" \t");
+    if (b != std::string::npos && item.substr(b, e - b + 1) == name)
+      return true;
+    if (comma == std::string::npos)
+      break;
+    pos = comma + 1;
+  }
+  return false;
+}
+
 class ws_conn : public ws_sink, public std::enable_shared_from_this<ws_conn> {
 public:
-  ws_conn(tcp::socket sock, server::impl* srv)
-    : ws_(std::move(sock)), srv_(srv) {}
+  ws_conn(tcp::socket sock, server::impl* srv, ws_upgrade up)
+    : ws_(std::move(sock)), srv_(srv), proto_(up.proto),
+      up_(std::make_unique<ws_upgrade>(std::move(up))) {}
 
   ~ws_conn() override { finish(); }
 
@@ -111,6 +137,11 @@ public:
     t.keep_alive_pings = false;
     ws_.set_option(t);
     ws_.read_message_max(srv_->opts.max_frame);
+    if (proto_)
+      ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) {
+          res.set(http::field::sec_websocket_protocol, proto_subprotocol);
+        }));
     ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
       if (ec)
         return;
@@ -118,12 +149,13 @@ public:
       self->registered_ = true;
       ++self->srv_->stats->ws_connections;
       ++self->srv_->stats->ws_open;
-      self->handler_ = self->srv_->be->open_ws(self);
+      self->handler_ = self->srv_->be->open_ws(self, *self->up_);
+      self->up_.reset(); // not needed any more: keep idle connections small
       self->read();
     });
   }
 
-  bool send_text(std::string text) override {
+  bool send_text(std::string text, int64_t event_ts) override {
     if (closing_.load())
       return false;
     auto n = text.size();
@@ -140,7 +172,7 @@ public:
     bool post = false;
     {
       std::lock_guard<std::mutex> guard{incoming_mtx_};
-      incoming_.push_back(std::move(text));
+      incoming_.push_back(frame{std::move(text), event_ts});
       post = !take_posted_;
       take_posted_ = true;
     }
@@ -151,19 +183,19 @@ public:
 
   /// On the io thread: moves the frames queued by other threads to `out_`.
   void take_incoming() {
-    std::vector<std::string> batch;
+    std::vector<frame> batch;
     {
       std::lock_guard<std::mutex> guard{incoming_mtx_};
       batch.swap(incoming_);
       take_posted_ = false;
     }
     if (close_started_) {
-      for (auto& text : batch)
-        queued_ -= text.size();
+      for (auto& f : batch)
+        queued_ -= f.text.size();
       return;
     }
-    for (auto& text : batch)
-      out_.push_back(std::move(text));
+    for (auto& f : batch)
+      out_.push_back(std::move(f));
     if (!writing_)
       write_next();
   }
@@ -186,7 +218,7 @@ private:
                                    reason = std::move(reason), discard] {
       if (discard) {
         while (self->out_count() > 0) { // not the frame being written
-          self->queued_ -= self->out_.back().size();
+          self->queued_ -= self->out_.back().text.size();
           self->out_.pop_back();
         }
       }
@@ -221,7 +253,7 @@ private:
 
   void read() {
     ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec,
-                                                     std::size_t n) {
+                                                     std::size_t) {
       if (ec) {
         if (ec == websocket::error::message_too_big)
           ++self->srv_->stats->ws_oversize_closed;
@@ -230,8 +262,7 @@ private:
         return;
       }
       bool text = self->ws_.got_text();
-      auto data = text ? beast::buffers_to_string(self->buf_.data())
-                       : std::string{};
+      auto data = beast::buffers_to_string(self->buf_.data());
       // Free the read buffer between messages (Beast sizes it to at least
       // a TCP frame): ~1.5 KB per idle connection.
       self->buf_.consume(self->buf_.size());
@@ -239,7 +270,7 @@ private:
       if (text)
         self->handler_->on_text(std::move(data));
       else
-        self->handler_->on_binary(n);
+        self->handler_->on_binary(std::move(data));
       self->read();
     });
   }
@@ -251,7 +282,7 @@ private:
       return;
     out_head_ = 0;
     if (out_.capacity() > 64)
-      std::vector<std::string>{}.swap(out_); // a burst is over
+      std::vector<frame>{}.swap(out_); // a burst is over
     else
       out_.clear();
   }
@@ -262,13 +293,15 @@ private:
       cork(true);
     writing_frame_ = std::move(out_[out_head_]);
     pop_out();
-    ws_.text(true);
-    ws_.async_write(net::buffer(writing_frame_),
+    if (writing_frame_.event_ts != 0)
+      srv_->stats->publish_to_send.observe(now_us() - writing_frame_.event_ts);
+    ws_.text(!proto_);
+    ws_.async_write(net::buffer(writing_frame_.text),
                     [self = shared_from_this()](beast::error_code ec,
                                                 std::size_t) {
                       self->writing_ = false;
-                      self->queued_ -= self->writing_frame_.size();
-                      self->writing_frame_ = std::string{};
+                      self->queued_ -= self->writing_frame_.text.size();
+                      self->writing_frame_ = frame{};
                       if (ec)
                         return; // the read fails too and finishes
                       if (self->out_count() > 0 && !self->close_started_)
@@ -291,20 +324,27 @@ private:
       handler_->on_closed();
   }
 
+  struct frame {
+    std::string text;
+    int64_t event_ts = 0; // a live event's publish time (histogram), or 0
+  };
+
   // On the bare socket, not a beast::tcp_stream: the WebSocket has its own
   // timeouts, and tcp_stream's two timers cost memory per idle connection.
   websocket::stream<tcp::socket> ws_;
   server::impl* srv_;
+  bool proto_; // binary protobuf frames
+  std::unique_ptr<ws_upgrade> up_; // until the handler is opened
   beast::flat_buffer buf_;
   std::shared_ptr<ws_handler> handler_;
   // Frames to write, oldest at out_head_, and the one being written (owned
   // apart: the vector may reallocate meanwhile). A vector, not a std::deque:
   // an empty libstdc++ deque still holds ~600 bytes, per idle connection.
-  std::vector<std::string> out_;
+  std::vector<frame> out_;
   size_t out_head_ = 0;
-  std::string writing_frame_;
+  frame writing_frame_;
   std::mutex incoming_mtx_;
-  std::vector<std::string> incoming_; // guarded by incoming_mtx_
+  std::vector<frame> incoming_; // guarded by incoming_mtx_
   bool take_posted_ = false;          // guarded by incoming_mtx_
   bool corked_ = false;
   bool writing_ = false;
@@ -389,14 +429,23 @@ private:
               version, false);
         return;
       }
-      if (!srv_->be->authorize(auth, std::string{req.target()})) {
-        write({401, "application/json",
-               error_body("unauthorized", "missing or wrong token")},
-              version, false);
+      ws_upgrade up;
+      up.target = std::string{req.target()};
+      up.authorization = auth;
+      if (auto i = req.find(http::field::origin); i != req.end())
+        up.origin = std::string{i->value()};
+      if (auto i = req.find(http::field::host); i != req.end())
+        up.host = std::string{i->value()};
+      if (auto i = req.find(http::field::sec_websocket_protocol);
+          i != req.end())
+        up.proto = offers(i->value(), proto_subprotocol);
+      if (auto refusal = srv_->be->check_upgrade(up)) {
+        ++srv_->stats->ws_refused;
+        write(std::move(*refusal), version, false);
         return;
       }
       stream_.expires_never();
-      std::make_shared<ws_conn>(stream_.release_socket(), srv_)
+      std::make_shared<ws_conn>(stream_.release_socket(), srv_, std::move(up))
         ->accept(std::move(req));
       return;
     }

@@ -60,13 +60,13 @@ void static_site::handle_http(http_request req, respond_fn respond) {
                        asset->size}});
 }
 
-std::shared_ptr<ws_handler> static_site::open_ws(std::shared_ptr<ws_sink> sink) {
-  return api_->open_ws(std::move(sink));
+std::optional<http_response> static_site::check_upgrade(const ws_upgrade& up) {
+  return api_->check_upgrade(up);
 }
 
-bool static_site::authorize(const std::string& authorization,
-                            const std::string& target) {
-  return api_->authorize(authorization, target);
+std::shared_ptr<ws_handler> static_site::open_ws(std::shared_ptr<ws_sink> sink,
+                                                 const ws_upgrade& up) {
+  return api_->open_ws(std::move(sink), up);
 }
 
 } // namespace sessionhost::transport

@@ -19,9 +19,9 @@ public:
   explicit static_site(std::shared_ptr<backend> api);
 
   void handle_http(http_request req, respond_fn respond) override;
-  std::shared_ptr<ws_handler> open_ws(std::shared_ptr<ws_sink> sink) override;
-  bool authorize(const std::string& authorization,
-                 const std::string& target) override;
+  std::optional<http_response> check_upgrade(const ws_upgrade& up) override;
+  std::shared_ptr<ws_handler> open_ws(std::shared_ptr<ws_sink> sink,
+                                      const ws_upgrade& up) override;
 
 private:
   std::shared_ptr<backend> api_;

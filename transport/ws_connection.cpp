@@ -4,11 +4,15 @@
 // the store, then continue with live events from the client hub: each
 // subscription keeps `last_sent` and drops anything at or below it, and a
 // gap (or a lagged notice) switches it back to reading from the store, so a
-// client never sees a gap or a duplicate.
+// client never sees a gap or a duplicate. An unloaded session ends its
+// subscriptions with an "unloaded" op once everything up to its last seq was
+// sent. On a "sessionhost.v1.proto" connection the same ops travel as
+// protobuf frames (proto_frames.hpp).
 #include <array>
 #include <vector>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -18,6 +22,7 @@
 #include "host/error.hpp"
 #include "transport/api_context.hpp"
 #include "transport/json_codec.hpp"
+#include "transport/proto_frames.hpp"
 
 namespace sessionhost::transport {
 
@@ -40,6 +45,7 @@ struct subscription {
   // Live events held back meanwhile. A vector: an empty std::deque holds
   // ~600 bytes, per subscription.
   std::vector<event> pending;
+  std::optional<uint64_t> unloaded_at; // the session was unloaded at this seq
 };
 
 struct ws_state {
@@ -47,6 +53,10 @@ struct ws_state {
   std::weak_ptr<ws_sink> sink;
   std::map<std::string, subscription> subs;
   uint64_t next_gen = 1;
+  const token_scope* scope = nullptr;     // null: no authentication
+  bool proto = false;                     // binary protobuf frames
+  std::set<std::string> attached;         // sessions this connection is peer of
+  std::map<std::string, bool> scope_seen; // in_scope answers by session id
   static inline const char* name = "ws_connection";
 };
 
@@ -56,12 +66,15 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void send(self_ptr self, const json& j) {
-  auto text = dump(j);
+void send_frame(self_ptr self, std::string frame, int64_t event_ts = 0) {
   self->state.ctx->if_open([&] {
     if (auto s = self->state.sink.lock())
-      s->send_text(std::move(text));
+      s->send_text(std::move(frame), event_ts);
   });
+}
+
+void send(self_ptr self, const json& j) {
+  send_frame(self, self->state.proto ? server_op_to_proto(j) : dump(j));
 }
 
 void send_error(self_ptr self, errc code, const std::string& message,
@@ -122,12 +135,23 @@ std::shared_ptr<frame_cache> make_frame_cache() {
 
 namespace {
 
-void send_event(self_ptr self, const event& e) {
-  auto text = self->state.ctx->frames->frame(e);
-  self->state.ctx->if_open([&] {
-    if (auto s = self->state.sink.lock())
-      s->send_text(std::move(text));
-  });
+/// `live`: straight from the hub (its ts feeds the publish-to-send
+/// histogram), not read back from the store.
+void send_event(self_ptr self, const event& e, bool live) {
+  // Protobuf connections are rare: their frames are not shared.
+  auto frame = self->state.proto ? event_to_proto(e)
+                                 : self->state.ctx->frames->frame(e);
+  send_frame(self, std::move(frame), live ? e.ts : 0);
+}
+
+/// Ends an unloaded session's subscription once it sent what there was.
+void finish_unloaded(self_ptr self, const std::string& id) {
+  auto i = self->state.subs.find(id);
+  if (i == self->state.subs.end() || !i->second.unloaded_at)
+    return;
+  auto last = *i->second.unloaded_at;
+  self->state.subs.erase(i);
+  send(self, json{{"op", "unloaded"}, {"session", id}, {"last_seq", last}});
 }
 
 void replay_step(self_ptr self, const std::string& id);
@@ -142,7 +166,7 @@ void deliver(self_ptr self, const std::string& id, subscription& sub,
     if (e.seq <= sub.last_sent)
       continue;
     if (e.seq == sub.last_sent + 1) {
-      send_event(self, e);
+      send_event(self, e, true);
       sub.last_sent = e.seq;
       continue;
     }
@@ -197,7 +221,7 @@ void replay_step(self_ptr self, const std::string& id) {
   for (auto& e : page) {
     if (e.seq != sub.last_sent + 1)
       break; // never skip: the next step reads from last_sent again
-    send_event(self, e);
+    send_event(self, e, false);
     sub.last_sent = e.seq;
   }
   if (page.size() == replay_page) {
@@ -206,6 +230,8 @@ void replay_step(self_ptr self, const std::string& id) {
   }
   // Caught up with the store: go live with what was held back.
   sub.replaying = false;
+  if (sub.unloaded_at)
+    return finish_unloaded(self, id); // nothing live comes any more
   if (!sub.pending.empty() && sub.pending.front().seq > sub.last_sent + 1
       && page.empty()) {
     // The store lacks events the hub already delivered: cannot happen while
@@ -318,11 +344,24 @@ void ask_and_ack(self_ptr self, const std::string& id, const json& ref,
   });
 }
 
-void on_frame(self_ptr self, const std::string& text) {
-  auto j = json::parse(text, nullptr, false);
-  if (j.is_discarded())
-    return send_error(self, errc::bad_request, "the frame is not valid JSON",
-                      nullptr);
+const std::set<std::string> known_ops{"subscribe", "unsubscribe", "send",
+                                     "publish",   "attach",      "heartbeat",
+                                     "detach"};
+
+/// Whether the connection's token reaches `id` (answers cached).
+bool scope_allows(self_ptr self, const std::string& id) {
+  auto& st = self->state;
+  if (!st.scope || st.scope->allows_id(id))
+    return true;
+  if (auto i = st.scope_seen.find(id); i != st.scope_seen.end())
+    return i->second;
+  auto ok = in_scope(*st.ctx, st.scope, id); // throws store_error
+  if (st.scope_seen.size() < 4096)
+    st.scope_seen.emplace(id, ok);
+  return ok;
+}
+
+void on_op(self_ptr self, json& j) {
   if (!j.is_object())
     return send_error(self, errc::bad_request,
                       "the frame must be a JSON object", nullptr);
@@ -334,6 +373,18 @@ void on_frame(self_ptr self, const std::string& text) {
   if (!get_string(j, "session", id))
     return send_error(self, errc::bad_request,
                       "\"session\" must be a non-empty string", ref);
+  if (known_ops.count(op) == 0)
+    return send_error(self, errc::bad_request, "unknown op \"" + op + "\"", ref,
+                      id);
+  if (auto* sc = self->state.scope) {
+    if (sc->read_only && op != "subscribe" && op != "unsubscribe")
+      return send_error(self, errc::forbidden,
+                        "this token is read-only: " + op + " refused", ref, id);
+    if (!scope_allows(self, id))
+      return send_error(self, errc::forbidden,
+                        "session " + id + " is outside this token's scope",
+                        ref, id);
+  }
   auto seq_of = [](json& out, uint64_t& seq) { out["seq"] = seq; };
   auto info_of = [](json& out, session_info& info) {
     out["peer"] = info.peer.empty() ? json(nullptr) : json(info.peer);
@@ -357,15 +408,34 @@ void on_frame(self_ptr self, const std::string& text) {
       return send_error(self, errc::bad_request,
                         "\"type\" must be a non-empty string", ref, id);
     auto data = j.contains("data") ? dump(j["data"]) : std::string{"null"};
+    std::string key;
+    if (auto k = j.find("idempotency_key"); k != j.end() && !k->is_null()) {
+      if (!get_string(j, "idempotency_key", key))
+        return send_error(self, errc::bad_request,
+                          "\"idempotency_key\" must be a non-empty string",
+                          ref, id);
+    }
+    if (self->state.attached.count(id) == 0)
+      return send_error(self, errc::forbidden,
+                        "publish needs this connection attached as the "
+                        "session's peer",
+                        ref, id);
+    if (key.empty())
+      return ask_and_ack<uint64_t>(self, id, ref, seq_of, publish_atom::value,
+                                   type, data);
     return ask_and_ack<uint64_t>(self, id, ref, seq_of, publish_atom::value,
-                                 type, data);
+                                 type, data, key);
   }
   if (op == "attach") {
     std::string peer;
     if (!get_string(j, "peer", peer))
       return send_error(self, errc::bad_request,
                         "\"peer\" must be a non-empty string", ref, id);
-    return ask_and_ack<session_info>(self, id, ref, info_of,
+    auto attached = [self, id, info_of](json& out, session_info& info) {
+      info_of(out, info);
+      self->state.attached.insert(id);
+    };
+    return ask_and_ack<session_info>(self, id, ref, attached,
                                      attach_atom::value, peer,
                                      caf::actor{self});
   }
@@ -373,29 +443,66 @@ void on_frame(self_ptr self, const std::string& text) {
     return ask_and_ack<micros>(
       self, id, ref, [](json& out, micros& ts) { out["ts"] = ts; },
       heartbeat_atom::value);
-  if (op == "detach")
+  if (op == "detach") {
+    self->state.attached.erase(id);
     return ask_and_ack<session_info>(self, id, ref, info_of,
                                      detach_atom::value, std::string{"manual"});
-  send_error(self, errc::bad_request, "unknown op \"" + op + "\"", ref, id);
+  }
+}
+
+void on_text(self_ptr self, const std::string& text) {
+  if (self->state.proto)
+    return send_error(self, errc::bad_request,
+                      "text frame on a sessionhost.v1.proto connection: send "
+                      "binary ClientOp frames",
+                      nullptr);
+  auto j = json::parse(text, nullptr, false);
+  if (j.is_discarded())
+    return send_error(self, errc::bad_request, "the frame is not valid JSON",
+                      nullptr);
+  on_op(self, j);
+}
+
+void on_binary(self_ptr self, const std::string& data) {
+  if (!self->state.proto)
+    return send_error(self, errc::bad_request,
+                      "binary frame of " + std::to_string(data.size())
+                        + " bytes ignored: this connection speaks JSON text "
+                          "(offer the subprotocol sessionhost.v1.proto for "
+                          "protobuf)",
+                      nullptr);
+  std::string error;
+  auto j = client_op_to_json(data, error);
+  if (!j)
+    return send_error(self, errc::bad_request, error, nullptr);
+  on_op(self, *j);
 }
 
 caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
-                            std::weak_ptr<ws_sink> sink) {
+                            std::weak_ptr<ws_sink> sink,
+                            const token_scope* scope, bool proto) {
   self->state.ctx = std::move(ctx);
   self->state.sink = std::move(sink);
+  self->state.scope = scope;
+  self->state.proto = proto;
   return {
     [self](ws_in_atom, const std::string& text) {
       try {
-        on_frame(self, text);
+        on_text(self, text);
+      } catch (const store_error& e) {
+        send_error(self, errc::internal, e.what(), nullptr);
       } catch (const std::exception& e) {
         send_error(self, errc::bad_request, e.what(), nullptr);
       }
     },
-    [self](ws_bin_atom, uint64_t size) {
-      send_error(self, errc::bad_request,
-                 "binary frame of " + std::to_string(size)
-                   + " bytes ignored: the protocol is JSON text",
-                 nullptr);
+    [self](ws_bin_atom, const std::string& data) {
+      try {
+        on_binary(self, data);
+      } catch (const store_error& e) {
+        send_error(self, errc::internal, e.what(), nullptr);
+      } catch (const std::exception& e) {
+        send_error(self, errc::bad_request, e.what(), nullptr);
+      }
     },
     [self](events_atom, const std::string& id,
            const std::vector<event>& events) {
@@ -419,8 +526,8 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       deliver(self, id, sub, events.begin(), events.end());
     },
     [self](lagged_atom, const std::string& id, uint64_t) {
-      // Dropped by the hub (we lagged, or the session was unloaded): resume
-      // transparently from what this client has seen.
+      // Dropped by the hub (we lagged, or the session went away without
+      // unloading): resume transparently from what this client has seen.
       auto i = self->state.subs.find(id);
       if (i == self->state.subs.end())
         return;
@@ -430,6 +537,23 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       sub.replaying = false;
       sub.pending.clear();
       hub_subscribe(self, id, sub.gen, std::nullopt, nullptr, false);
+    },
+    [self](unloaded_atom, const std::string& id, uint64_t last) {
+      // The session was unloaded (by request, idleness, or the host
+      // stopping): send what is left up to `last` from the store, then
+      // "unloaded"; the client decides whether to load it again.
+      auto i = self->state.subs.find(id);
+      if (i == self->state.subs.end())
+        return;
+      auto& sub = i->second;
+      sub.unloaded_at = last;
+      if (sub.replaying)
+        return; // replay_step finishes it
+      if (sub.last_sent >= last)
+        return finish_unloaded(self, id);
+      sub.replaying = true;
+      sub.pending.clear();
+      replay_step(self, id);
     },
     [self](replay_atom, const std::string& id, uint64_t gen) {
       auto i = self->state.subs.find(id);
@@ -447,8 +571,8 @@ public:
   void on_text(std::string text) override {
     caf::anon_send(actor_, ws_in_atom::value, std::move(text));
   }
-  void on_binary(size_t size) override {
-    caf::anon_send(actor_, ws_bin_atom::value, static_cast<uint64_t>(size));
+  void on_binary(std::string data) override {
+    caf::anon_send(actor_, ws_bin_atom::value, std::move(data));
   }
   void on_closed() override {
     if (actor_) {
@@ -464,10 +588,12 @@ private:
 } // namespace
 
 std::shared_ptr<ws_handler> spawn_ws_connection(std::shared_ptr<api_context> ctx,
-                                                std::shared_ptr<ws_sink> sink) {
+                                                std::shared_ptr<ws_sink> sink,
+                                                const token_scope* scope,
+                                                bool proto) {
   auto* sys = ctx->sys;
   auto a = sys->spawn(ws_connection, std::move(ctx),
-                      std::weak_ptr<ws_sink>{sink});
+                      std::weak_ptr<ws_sink>{sink}, scope, proto);
   return std::make_shared<handler>(caf::actor{a});
 }
 

@@ -153,15 +153,20 @@ struct http_result {
   }
 };
 
-/// One request on a fresh connection.
+using headers = std::vector<std::pair<std::string, std::string>>;
+
+/// One request on a fresh connection, with extra `hdrs`.
 inline http_result http_call(uint16_t port, http::verb method,
                              const std::string& target,
-                             const std::string& body = {}) {
+                             const std::string& body = {},
+                             const headers& hdrs = {}) {
   net::io_context ioc;
   tcp::socket sock{ioc};
   sock.connect({net::ip::make_address("127.0.0.1"), port});
   http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  for (auto& [k, v] : hdrs)
+    req.set(k, v);
   if (!body.empty()) {
     req.set(http::field::content_type, "application/json");
     req.body() = body;
@@ -180,13 +185,100 @@ inline http_result http_call(uint16_t port, http::verb method,
   return out;
 }
 
+/// A WebSocket upgrade request sent as plain HTTP: the server's answer when
+/// it refuses (401, 403, …), or 101 when it accepts.
+inline http_result ws_upgrade_call(uint16_t port, const std::string& target,
+                                   headers hdrs = {}) {
+  hdrs.emplace_back("Connection", "Upgrade");
+  hdrs.emplace_back("Upgrade", "websocket");
+  hdrs.emplace_back("Sec-WebSocket-Version", "13");
+  hdrs.emplace_back("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+  net::io_context ioc;
+  tcp::socket sock{ioc};
+  sock.connect({net::ip::make_address("127.0.0.1"), port});
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  for (auto& [k, v] : hdrs)
+    req.set(k, v);
+  http::write(sock, req);
+  beast::flat_buffer buf;
+  http::response_parser<http::string_body> p;
+  p.skip(false);
+  http::read_header(sock, buf, p);
+  http_result out;
+  out.status = static_cast<int>(p.get().result_int());
+  if (out.status != 101) {
+    http::read(sock, buf, p);
+    out.body = p.get().body();
+    out.j = json::parse(out.body, nullptr, false);
+  }
+  beast::error_code ec;
+  sock.shutdown(tcp::socket::shutdown_both, ec);
+  return out;
+}
+
+/// How a ws_client connects.
+struct ws_options {
+  std::string target = "/v1/ws";
+  std::string token;       // sent as "Authorization: Bearer …" when set
+  std::string origin;      // Origin header when set
+  std::string subprotocol; // Sec-WebSocket-Protocol when set
+};
+
 /// A WebSocket client of /v1/ws whose reads give up after a timeout.
 class ws_client {
 public:
-  explicit ws_client(uint16_t port) : ws_(ioc_) {
+  explicit ws_client(uint16_t port, ws_options opts = {}) : ws_(ioc_) {
     beast::get_lowest_layer(ws_).connect(
       {net::ip::make_address("127.0.0.1"), port});
-    ws_.handshake("127.0.0.1", "/v1/ws");
+    ws_.set_option(websocket::stream_base::decorator(
+      [opts](websocket::request_type& req) {
+        if (!opts.token.empty())
+          req.set(http::field::authorization, "Bearer " + opts.token);
+        if (!opts.origin.empty())
+          req.set(http::field::origin, opts.origin);
+        if (!opts.subprotocol.empty())
+          req.set(http::field::sec_websocket_protocol, opts.subprotocol);
+      }));
+    websocket::response_type res;
+    ws_.handshake(res, "127.0.0.1:" + std::to_string(port), opts.target);
+    if (auto i = res.find(http::field::sec_websocket_protocol); i != res.end())
+      subprotocol = std::string{i->value()};
+  }
+
+  /// The subprotocol the server selected (empty: none).
+  std::string subprotocol;
+
+  /// The next frame's bytes, whatever its kind (`binary` tells which), or
+  /// nothing after `limit` or on close.
+  std::optional<std::string> read_raw(bool& binary,
+                                      std::chrono::milliseconds limit
+                                      = std::chrono::seconds(10)) {
+    if (failed_)
+      return std::nullopt;
+    beast::flat_buffer buf;
+    bool done = false;
+    beast::error_code result;
+    ws_.async_read(buf, [&](beast::error_code ec, std::size_t) {
+      done = true;
+      result = ec;
+    });
+    ioc_.restart();
+    ioc_.run_for(limit);
+    if (!done) {
+      beast::get_lowest_layer(ws_).cancel();
+      ioc_.restart();
+      ioc_.run();
+      failed_ = true;
+      return std::nullopt;
+    }
+    if (result) {
+      failed_ = true;
+      last_error = result;
+      return std::nullopt;
+    }
+    binary = ws_.got_binary();
+    return beast::buffers_to_string(buf.data());
   }
 
   void send(const json& j) { send_text(j.dump()); }

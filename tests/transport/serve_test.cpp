@@ -18,8 +18,9 @@ protected:
   }
 
   void TearDown() override {
-    if (proc)
+    if (proc) {
       EXPECT_EQ(proc->terminate(), 0) << "SIGTERM must end serve with 0";
+    }
   }
 
   http_result call(verb m, const std::string& target,
@@ -275,8 +276,11 @@ TEST_F(serve_test, subscribe_replays_then_goes_live_and_resumes_without_gap_or_d
 TEST_F(serve_test, subscribe_without_from_seq_gets_only_new_events) {
   auto id = create()["id"].get<std::string>();
   post_message(id, "old");
-  auto before = last_seq(id);
   ws_client ws{proc->port};
+  // Publishing is for the attached peer.
+  ws.send({{"op", "attach"}, {"session", id}, {"peer", "producer"}, {"ref", "a"}});
+  ASSERT_TRUE(ws.read_op("ack", "a"));
+  auto before = last_seq(id);
   ws.send({{"op", "subscribe"}, {"session", id}});
   auto sub = ws.read_op("subscribed");
   ASSERT_TRUE(sub);
@@ -363,6 +367,11 @@ TEST_F(serve_test, attach_heartbeat_detach_and_a_dropped_socket_is_connection_lo
 
 TEST_F(serve_test, bad_frames_get_error_ops_and_the_connection_keeps_working) {
   auto id = create()["id"].get<std::string>();
+  // A bystander subscribed before the bad frames keeps being served.
+  auto base = last_seq(id);
+  ws_client other{proc->port};
+  other.send({{"op", "subscribe"}, {"session", id}, {"ref", "b"}});
+  ASSERT_TRUE(other.read_op("subscribed", "b"));
   ws_client ws{proc->port};
   auto expect_error = [&](const std::string& what, const std::string& code) {
     auto e = ws.read();
@@ -385,6 +394,10 @@ TEST_F(serve_test, bad_frames_get_error_ops_and_the_connection_keeps_working) {
   expect_error("from_seq not a number", "bad_request");
   ws.send({{"op", "publish"}, {"session", id}, {"type", 1}});
   expect_error("type not a string", "bad_request");
+  ws.send({{"op", "send"}, {"session", id}});
+  expect_error("send without data", "bad_request");
+  ws.send({{"op", "attach"}, {"session", id}, {"peer", json::array()}});
+  expect_error("peer not a string", "bad_request");
   ws.send_binary(std::string("\x00\xff\x10garbage", 10));
   expect_error("binary frame", "bad_request");
   ws.send({{"op", "subscribe"}, {"session", "no-such-session"}, {"ref", "u"}});
@@ -396,6 +409,12 @@ TEST_F(serve_test, bad_frames_get_error_ops_and_the_connection_keeps_working) {
   auto sub = ws.read_op("subscribed", "ok");
   ASSERT_TRUE(sub);
   EXPECT_EQ((*sub)["session"], id);
+  // Nothing reached the session, and the bystander gets live events.
+  EXPECT_EQ(stored_events(id).size(), base);
+  post_message(id, "after the bad frames");
+  auto e = other.read_op("event");
+  ASSERT_TRUE(e);
+  EXPECT_EQ((*e)["seq"], base + 1);
 }
 
 class serve_small_frames : public serve_test {
@@ -406,15 +425,28 @@ protected:
   }
 };
 
-TEST_F(serve_small_frames, an_oversize_frame_closes_with_1009) {
+TEST_F(serve_small_frames, an_oversize_frame_closes_with_1009_only_that_connection) {
+  auto id = create()["id"].get<std::string>();
+  auto base = last_seq(id);
+  ws_client other{proc->port};
+  other.send({{"op", "subscribe"}, {"session", id}, {"ref", 1}});
+  ASSERT_TRUE(other.read_op("subscribed", 1));
   ws_client ws{proc->port};
-  ws.send({{"op", "publish"}, {"session", "x"}, {"type", "log"},
-           {"data", std::string(4096, 'a')}});
+  ws.send({{"op", "send"}, {"session", id}, {"data", std::string(4096, 'a')}});
   auto r = ws.read();
   EXPECT_FALSE(r);
   EXPECT_EQ(ws.close_code(), 1009) << ws.last_error.message();
-  // The server itself goes on.
+  // The oversize frame reached nothing; the other client is still served.
+  EXPECT_EQ(stored_events(id).size(), base);
   EXPECT_EQ(call(verb::get, "/healthz").status, 200);
+  post_message(id, "small");
+  auto e = other.read_op("event");
+  ASSERT_TRUE(e);
+  EXPECT_EQ((*e)["seq"], base + 1);
+  auto m = call(verb::get, "/metrics");
+  EXPECT_NE(m.body.find("sessionhost_ws_oversize_closed_total 1"),
+            std::string::npos)
+    << m.body;
 }
 
 TEST_F(serve_test, sigterm_exits_zero_and_a_restart_finds_the_sessions) {
@@ -429,9 +461,10 @@ TEST_F(serve_test, sigterm_exits_zero_and_a_restart_finds_the_sessions) {
     auto f = ws.read();
     if (!f)
       break;
-    // Subscriptions end with "unavailable" as the host unloads them.
-    EXPECT_EQ((*f)["op"], "error") << f->dump();
-    EXPECT_EQ((*f)["code"], "unavailable") << f->dump();
+    // Subscriptions end with "unloaded" as the host unloads the sessions.
+    EXPECT_EQ((*f)["op"], "unloaded") << f->dump();
+    EXPECT_EQ((*f)["session"], id) << f->dump();
+    EXPECT_EQ((*f)["last_seq"], seq) << f->dump();
   }
   EXPECT_EQ(ws.close_code(), 1001);
   proc = std::make_unique<serve_process>(dir.path);
