@@ -492,10 +492,10 @@ TEST(replay, events_after_a_snapshot_are_folded_into_it) {
   snap.last_seq = 2;
   snap.message_count = 1;
   std::vector<event> evs = {
-    {"s-1", 2, "message", "{}", 10, 1}, // already in the snapshot
-    {"s-1", 3, "status:changed", R"({"state":"ACTIVE","previous":"SPAWNING"})", 11, 1},
-    {"s-1", 4, "message", "{}", 12, 1},
-    {"s-1", 5, "session_open", R"({"peer":"p","reconnects":"2"})", 13, 1},
+    {"s-1", 2, "message", "{}", 10, 1, ""}, // already in the snapshot
+    {"s-1", 3, "status:changed", R"({"state":"ACTIVE","previous":"SPAWNING"})", 11, 1, ""},
+    {"s-1", 4, "message", "{}", 12, 1, ""},
+    {"s-1", 5, "session_open", R"({"peer":"p","reconnects":"2"})", 13, 1, ""},
   };
   replay_into(snap, evs);
   EXPECT_EQ(snap.state, session_state::active);
