@@ -32,7 +32,8 @@
 // - `onEvent` sees each session's events in seq order, each exactly once:
 //   anything at or below the last delivered seq is dropped, and a gap (which
 //   the server never sends) or a `lagged` notice makes the client
-//   resubscribe from the last seq instead of skipping ahead.
+//   resubscribe from the last seq instead of skipping ahead; after an
+//   `unloaded` notice it resubscribes from the last seq a second later.
 // - `token` goes in the URL (`?token=`), since browsers cannot set headers
 //   on a WebSocket.
 
@@ -402,6 +403,17 @@ export class SessionhostClient {
     if (f.op === 'lagged') {
       const sub = this._subs.get(f.session);
       if (sub) this._resync(sub);
+      return;
+    }
+    if (f.op === 'unloaded') {
+      // The server ended this subscription (the session was unloaded, or the
+      // server is stopping: then the socket closes and reconnecting resumes
+      // it). A page still watching resumes it from its last seq, which loads
+      // the session again; after a pause, so a stopping server is not asked.
+      const sub = this._subs.get(f.session);
+      if (sub) setTimeout(() => {
+        if (this._ws === ws && this._subs.get(f.session) === sub) this._resync(sub);
+      }, 1000);
       return;
     }
     const p = f.ref !== undefined && f.ref !== null ? this._pending.get(f.ref) : undefined;
