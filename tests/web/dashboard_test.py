@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_process import ServeProcess  # noqa: E402
@@ -151,7 +152,8 @@ def run_client_unit_test(browser):
 def check_token(browser, exe, data_dir, servers):
     """With a token file, the page takes the token from ?token=, keeps it
     out of the address bar, and uses it for REST and the WebSocket."""
-    token = "s3cret token"
+    # Characters a URL must escape, so the page has to encode it.
+    token = "s3cret+t/k=n&x"
     token_file = os.path.join(data_dir, "token")
     with open(token_file, "w", encoding="utf-8") as f:
         f.write(token + "\n")
@@ -163,7 +165,7 @@ def check_token(browser, exe, data_dir, servers):
         fail(f"GET /v1/sessions without the token answered {status} {body}")
     sid = srv.call("POST", "/v1/sessions", {"type": "echo"}, expect=201,
                    token=token)["id"]
-    browser.get(srv.base + "/?token=s3cret%20token")
+    browser.get(srv.base + "/?token=" + urllib.parse.quote(token, safe=""))
     wait_until("the WebSocket is live with the token",
                lambda: badge(browser) == "live")
     wait_until("the session is listed with the token",
