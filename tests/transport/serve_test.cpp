@@ -417,6 +417,59 @@ TEST_F(serve_test, bad_frames_get_error_ops_and_the_connection_keeps_working) {
   EXPECT_EQ((*e)["seq"], base + 1);
 }
 
+class serve_short_heartbeat : public serve_test {
+protected:
+  void SetUp() override {
+    extra = {"--sessionhost.heartbeat-timeout=300ms",
+             "--sessionhost.reconnect-grace=60s"};
+    serve_test::SetUp();
+  }
+};
+
+TEST_F(serve_short_heartbeat, a_missed_heartbeat_then_a_reconnect_in_seed_order) {
+  auto id = create()["id"].get<std::string>();
+  ws_client ws{proc->port};
+  ws.send({{"op", "attach"}, {"session", id}, {"peer", "user-1"}, {"ref", 1}});
+  ASSERT_TRUE(ws.read_op("ack", 1));
+  // No heartbeat: heartbeat_timeout, then session_close{heartbeat_timeout}.
+  std::vector<std::string> seen; // "type[:reason]" of the lifecycle events
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen.clear();
+    for (auto& e : stored_events(id)) {
+      auto type = e["type"].get<std::string>();
+      if (type == "heartbeat_timeout" || type == "session_close"
+          || type == "session_open")
+        seen.push_back(type + ":" + e["data"].value("reason", ""));
+    }
+    if (seen.size() >= 3)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(seen, (std::vector<std::string>{"session_open:", "heartbeat_timeout:",
+                                            "session_close:heartbeat_timeout"}));
+  // During the grace period another identity is refused; the same one
+  // coming back is a reconnect.
+  ws.send({{"op", "attach"}, {"session", id}, {"peer", "user-2"}, {"ref", 2}});
+  auto refused = ws.read_op("error", 2);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ((*refused)["code"], "conflict");
+  ws.send({{"op", "attach"}, {"session", id}, {"peer", "user-1"}, {"ref", 3}});
+  auto back = ws.read_op("ack", 3);
+  ASSERT_TRUE(back);
+  EXPECT_EQ((*back)["reconnects"], 1);
+  auto events = stored_events(id);
+  ASSERT_FALSE(events.empty());
+  json last_open;
+  for (auto& e : events)
+    if (e["type"] == "session_open")
+      last_open = e;
+  EXPECT_EQ(last_open["data"]["peer"], "user-1");
+  EXPECT_EQ(last_open["data"]["reconnects"], "1");
+  ws.send({{"op", "heartbeat"}, {"session", id}, {"ref", 4}});
+  EXPECT_TRUE(ws.read_op("ack", 4));
+}
+
 class serve_small_frames : public serve_test {
 protected:
   void SetUp() override {
