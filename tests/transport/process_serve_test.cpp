@@ -123,6 +123,14 @@ TEST_F(process_serve_test, a_command_that_cannot_start_ends_cleaned_with_an_erro
   ASSERT_EQ(r.status, 201) << r.body;
   auto id = r.j["id"].get<std::string>();
   ASSERT_TRUE(reaches(id, "CLEANED"));
+  // The session's info shows CLEANED once emitted; the stored events follow
+  // when the batch commits, so wait for them (bounded).
+  for (int i = 0; i < 500; ++i) {
+    auto stored = events_of(id, "status:changed");
+    if (!stored.empty() && stored.back()["data"].value("state", "") == "CLEANED")
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   auto errors = events_of(id, "error");
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0]["data"]["code"], "spawn_failed");
