@@ -91,6 +91,7 @@ if(SESSIONHOST_WITH_TRANSPORT)
   list(APPEND SESSIONHOST_PUBLIC_HEADERS
     transport/http_frontend.hpp
     transport/api.hpp
+    transport/auth.hpp
     transport/server.hpp
     transport/backend.hpp)
 endif()
