@@ -294,30 +294,11 @@ public:
   /// The next text frame as JSON, or nothing after `limit` or on close.
   std::optional<json> read(std::chrono::milliseconds limit
                            = std::chrono::seconds(10)) {
-    if (failed_)
+    bool binary = false;
+    auto raw = read_raw(binary, limit);
+    if (!raw)
       return std::nullopt;
-    beast::flat_buffer buf;
-    bool done = false;
-    beast::error_code result;
-    ws_.async_read(buf, [&](beast::error_code ec, std::size_t) {
-      done = true;
-      result = ec;
-    });
-    ioc_.restart();
-    ioc_.run_for(limit);
-    if (!done) {
-      beast::get_lowest_layer(ws_).cancel();
-      ioc_.restart();
-      ioc_.run();
-      failed_ = true;
-      return std::nullopt;
-    }
-    if (result) {
-      failed_ = true;
-      last_error = result;
-      return std::nullopt;
-    }
-    return json::parse(beast::buffers_to_string(buf.data()), nullptr, false);
+    return json::parse(*raw, nullptr, false);
   }
 
   /// Reads until a frame with this op (and ref, when given); frames skipped
