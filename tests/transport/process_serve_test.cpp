@@ -3,7 +3,7 @@
 // would. A client names a type and nothing else; an unknown type is a 400
 // that creates nothing; a command that cannot start ends in an `error` event
 // and a CLEANED session. Every wait is bounded.
-#include "serve_process.hpp"
+#include "serve_fixture.hpp"
 
 #include <unistd.h>
 
@@ -16,7 +16,7 @@ using http::verb;
 
 namespace {
 
-class process_serve_test : public ::testing::Test {
+class process_serve_test : public serve_fixture {
 protected:
   void SetUp() override {
     std::string user = ::geteuid() == 0 ? "user = \"nobody\", " : "";
@@ -26,26 +26,9 @@ protected:
          "cat = { command = [\"cat\"], " << user << "turn-quiet = 100ms }\n"
          "broken = {\n  command = [\"/nonexistent/agent\", \"--stdio\"]\n  "
       << user << "\n}\n";
+    data_dir = dir.path + "/data";
+    extra = {"--config-file=" + config};
     start();
-  }
-
-  void start() {
-    proc = std::make_unique<serve_process>(
-      data(), std::vector<std::string>{"--config-file=" + config});
-    ASSERT_NE(proc->port, 0) << "first line: " << proc->first_line();
-  }
-
-  void TearDown() override {
-    if (proc) {
-      EXPECT_EQ(proc->terminate(), 0) << "SIGTERM must end serve with 0";
-    }
-  }
-
-  std::string data() const { return dir.path + "/data"; }
-
-  http_result call(verb m, const std::string& target,
-                   const std::string& body = {}) {
-    return http_call(proc->port, m, target, body);
   }
 
   std::string state_of(const std::string& id) {
@@ -70,9 +53,7 @@ protected:
     return out;
   }
 
-  temp_dir dir;
   std::string config;
-  std::unique_ptr<serve_process> proc;
 };
 
 } // namespace
@@ -86,7 +67,7 @@ TEST_F(process_serve_test, an_unknown_type_is_a_400_and_creates_nothing) {
   auto list = call(verb::get, "/v1/sessions");
   ASSERT_EQ(list.status, 200);
   EXPECT_TRUE(list.j["sessions"].empty()) << list.body;
-  EXPECT_FALSE(std::filesystem::exists(data() + "/process/"))
+  EXPECT_FALSE(std::filesystem::exists(data_dir + "/process/"))
     << "no working directory either";
 }
 
@@ -98,7 +79,7 @@ TEST_F(process_serve_test, a_client_names_a_type_and_talks_to_its_process) {
   auto id = r.j["id"].get<std::string>();
   EXPECT_EQ(r.j["type"], "cat");
   ASSERT_TRUE(reaches(id, "ACTIVE"));
-  EXPECT_TRUE(std::filesystem::is_directory(data() + "/process/" + id));
+  EXPECT_TRUE(std::filesystem::is_directory(data_dir + "/process/" + id));
   auto m = call(verb::post, "/v1/sessions/" + id + "/messages",
                 R"({"data":"hello over rest"})");
   ASSERT_EQ(m.status, 202) << m.body;
@@ -115,7 +96,7 @@ TEST_F(process_serve_test, a_client_names_a_type_and_talks_to_its_process) {
   auto d = call(verb::delete_, "/v1/sessions/" + id);
   ASSERT_EQ(d.status, 200) << d.body;
   EXPECT_EQ(d.j["state"], "CLEANED");
-  EXPECT_FALSE(std::filesystem::exists(data() + "/process/" + id));
+  EXPECT_FALSE(std::filesystem::exists(data_dir + "/process/" + id));
 }
 
 TEST_F(process_serve_test, a_command_that_cannot_start_ends_cleaned_with_an_error) {
@@ -152,5 +133,5 @@ TEST_F(process_serve_test, a_server_stop_ends_running_process_sessions) {
   auto g = call(verb::get, "/v1/sessions/" + id);
   ASSERT_EQ(g.status, 200) << g.body;
   EXPECT_EQ(g.j["state"], "CLEANED");
-  EXPECT_FALSE(std::filesystem::exists(data() + "/process/" + id));
+  EXPECT_FALSE(std::filesystem::exists(data_dir + "/process/" + id));
 }

@@ -2,7 +2,7 @@
 // real `sessionhost serve`: tokens and their scopes, allowed origins,
 // protobuf frames, idempotent publishes, "unloaded" notices and the
 // publish-to-send histogram (docs/PROTOCOL.md). Every wait is bounded.
-#include "serve_process.hpp"
+#include "serve_fixture.hpp"
 
 #include <fstream>
 
@@ -16,30 +16,8 @@ namespace v1 = sessionhost::v1;
 
 namespace {
 
-class protocol_test : public ::testing::Test {
+class protocol_test : public serve_fixture {
 protected:
-  void SetUp() override { start(); }
-
-  void start() {
-    proc = std::make_unique<serve_process>(dir.path, extra);
-    ASSERT_NE(proc->port, 0) << "first line: " << proc->first_line();
-  }
-
-  void TearDown() override {
-    if (proc) {
-      EXPECT_EQ(proc->terminate(), 0) << "SIGTERM must end serve with 0";
-    }
-  }
-
-  /// A request with `token` as bearer (none when empty).
-  http_result call(verb m, const std::string& target,
-                   const std::string& body = {}, const std::string& tok = {}) {
-    headers h;
-    if (!tok.empty())
-      h.emplace_back("Authorization", "Bearer " + tok);
-    return http_call(proc->port, m, target, body, h);
-  }
-
   std::string create(const std::string& role = "", const std::string& tok = {}) {
     json body{{"type", "echo"}};
     if (!role.empty())
@@ -56,9 +34,6 @@ protected:
     return r.j["events"].size();
   }
 
-  temp_dir dir;
-  std::vector<std::string> extra;
-  std::unique_ptr<serve_process> proc;
 };
 
 ws_options ws_opts(const std::string& target, const std::string& token = {},

@@ -1,7 +1,7 @@
 // End-to-end tests of `sessionhost serve`: the real process, real sockets,
 // REST and WebSocket as a client uses them (docs/PROTOCOL.md). Every wait is
 // bounded: reads time out, loops have a frame budget.
-#include "serve_process.hpp"
+#include "serve_fixture.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,24 +10,8 @@ using http::verb;
 
 namespace {
 
-class serve_test : public ::testing::Test {
+class serve_test : public serve_fixture {
 protected:
-  void SetUp() override {
-    proc = std::make_unique<serve_process>(dir.path, extra);
-    ASSERT_NE(proc->port, 0) << "first line: " << proc->first_line();
-  }
-
-  void TearDown() override {
-    if (proc) {
-      EXPECT_EQ(proc->terminate(), 0) << "SIGTERM must end serve with 0";
-    }
-  }
-
-  http_result call(verb m, const std::string& target,
-                   const std::string& body = {}) {
-    return http_call(proc->port, m, target, body);
-  }
-
   json create(const std::string& role = "") {
     json body{{"type", "echo"}};
     if (!role.empty())
@@ -58,9 +42,6 @@ protected:
     return call(verb::get, "/v1/sessions/" + id).j.value("last_seq", uint64_t{0});
   }
 
-  temp_dir dir;
-  std::vector<std::string> extra;
-  std::unique_ptr<serve_process> proc;
 };
 
 /// Reads `n` events of `session` and checks they continue `last` with no gap.

@@ -25,26 +25,14 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_process import ServeProcess  # noqa: E402
+import serve_process  # noqa: E402
+from serve_process import ServeProcess, fail  # noqa: E402
 
 WAIT = 20  # seconds: the bound of every wait for the page
 
 
-def fail(msg):
-    print(f"FAIL: {msg}", flush=True)
-    sys.exit(1)
-
-
 def wait_until(what, predicate, timeout=WAIT):
-    """Polls `predicate` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.1)
-    fail(f"{what}: not within {timeout} s (last: {last!r})")
+    return serve_process.wait_until(what, predicate, timeout, 0.1)
 
 
 def start_browser():

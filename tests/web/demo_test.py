@@ -13,26 +13,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_process import ServeProcess  # noqa: E402
+import serve_process  # noqa: E402
+from serve_process import ServeProcess, fail  # noqa: E402
 
 WAIT = 30  # seconds: the bound of every wait
 ROLES = ["demo-1", "demo-2", "demo-3"]
 
 
-def fail(msg):
-    print(f"FAIL: {msg}", flush=True)
-    sys.exit(1)
-
-
 def wait_until(what, predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    fail(f"{what}: not within {timeout} s (last: {last!r})")
+    return serve_process.wait_until(what, predicate, timeout, 0.2)
 
 
 def demo_sessions(srv, state="ACTIVE"):

@@ -6,10 +6,30 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+
+
+def fail(msg):
+    """Ends the test: prints why and exits 1."""
+    print(f"FAIL: {msg}", flush=True)
+    sys.exit(1)
+
+
+def wait_until(what, predicate, timeout, interval=0.1):
+    """Polls `predicate` until it returns something truthy, for at most
+    `timeout` seconds; fails the test naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    fail(f"{what}: not within {timeout} s (last: {last!r})")
 
 
 class ServeProcess:
