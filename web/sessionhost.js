@@ -33,7 +33,7 @@
 //   anything at or below the last delivered seq is dropped, and a gap (which
 //   the server never sends) or a `lagged` notice makes the client
 //   resubscribe from the last seq instead of skipping ahead; after an
-//   `unloaded` notice it resubscribes from the last seq a second later.
+//   `unloaded` notice it resubscribes from the last seq at once.
 // - `token` goes in the URL (`?token=`), since browsers cannot set headers
 //   on a WebSocket.
 
@@ -407,13 +407,12 @@ export class SessionhostClient {
     }
     if (f.op === 'unloaded') {
       // The server ended this subscription (the session was unloaded, or the
-      // server is stopping: then the socket closes and reconnecting resumes
-      // it). A page still watching resumes it from its last seq, which loads
-      // the session again; after a pause, so a stopping server is not asked.
+      // server is stopping). A page still watching resumes it at once from
+      // its last seq, which loads the session again. A stopping server
+      // refuses that (retried with backoff) or closes the socket
+      // (reconnecting resumes it).
       const sub = this._subs.get(f.session);
-      if (sub) setTimeout(() => {
-        if (this._ws === ws && this._subs.get(f.session) === sub) this._resync(sub);
-      }, 1000);
+      if (sub && this._ws === ws) this._resync(sub);
       return;
     }
     const p = f.ref !== undefined && f.ref !== null ? this._pending.get(f.ref) : undefined;

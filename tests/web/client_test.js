@@ -1,6 +1,7 @@
 // Unit test of web/sessionhost.js against a scripted fake WebSocket: acks by
 // ref, resubscribe from the last seq after a drop (1001, 1013), duplicates
-// dropped, a gap or a `lagged` notice answered by resubscribing, queued ops,
+// dropped, a gap, a `lagged` or an `unloaded` notice answered by resubscribing
+// (at once), queued ops,
 // heartbeats on a timer and re-attach after a reconnect, backoff bounds.
 // No imports: `run(mod)` gets the client module, so the same file runs in
 // Chromium (tests/web/dashboard_test.py loads it as a blob module) and in
@@ -145,8 +146,20 @@ export async function run(mod) {
     await until('resubscribe after lagged', () => ws.last('subscribe'));
     eq(ws.last('subscribe')?.from_seq, 9, 'resubscribe after lagged from the last seq');
 
-    // Unsubscribed: nothing more is delivered.
+    // An unloaded notice: resubscribed at once from the last seq (which
+    // loads the session again), not after a pause.
     ws.push({ op: 'subscribed', session: 's', last_seq: 9, ref: ws.last('subscribe').ref });
+    await tick();
+    ws.sent.length = 0;
+    ws.push({ op: 'unloaded', session: 's', last_seq: 9 });
+    const un3 = ws.last('unsubscribe');
+    check(un3?.session === 's', 'an unloaded notice resubscribes at once');
+    ws.push({ op: 'error', code: 'bad_request', message: 'not subscribed', ref: un3?.ref, session: 's' });
+    await until('resubscribe after unloaded', () => ws.last('subscribe'));
+    eq(ws.last('subscribe')?.from_seq, 9, 'resubscribe after unloaded from the last seq');
+
+    // Unsubscribed: nothing more is delivered.
+    ws.push({ op: 'subscribed', session: 's', last_seq: 9, ref: ws.last('subscribe')?.ref });
     await tick();
     const done = c.unsubscribe('s');
     ws.push({ op: 'unsubscribed', session: 's', ref: ws.last('unsubscribe').ref });
