@@ -35,6 +35,10 @@ using session_actor = caf::typed_actor<
   caf::replies_to<activate_atom, std::string>::with<session_info>,
   // The peer is alive; returns the heartbeat time.
   caf::replies_to<heartbeat_atom>::with<micros>,
+  // The same from a peer connection: `forbidden` unless it is the
+  // connection the peer attached on (not, say, the old socket of a peer
+  // that attached again elsewhere); so for detach and publish below.
+  caf::replies_to<heartbeat_atom, caf::actor>::with<micros>,
   // Input for the session (JSON text); returns the seq of the first event it
   // produced. The first message of a new session emits session:start.
   caf::replies_to<message_atom, std::string>::with<uint64_t>,
@@ -47,6 +51,7 @@ using session_actor = caf::typed_actor<
   caf::replies_to<attach_atom, std::string, caf::actor>::with<session_info>,
   // detach_peer(reason): "manual" or "connection_lost".
   caf::replies_to<detach_atom, std::string>::with<session_info>,
+  caf::replies_to<detach_atom, std::string, caf::actor>::with<session_info>,
   // Adds a subscriber; returns the last durable seq: every later event
   // reaches it as (events_atom, session_id, std::vector<event>) requests.
   caf::replies_to<subscribe_atom, caf::actor>::with<uint64_t>,
@@ -57,6 +62,11 @@ using session_actor = caf::typed_actor<
   // sessionhost.idempotency-window returns the first publish's seq instead
   // of appending again.
   caf::replies_to<publish_atom, std::string, std::string, std::string>::with<uint64_t>,
+  // publish(type, data, key or "" for none, peer connection).
+  caf::replies_to<publish_atom, std::string, std::string, std::string,
+                  caf::actor>::with<uint64_t>,
+  // The session as of its last durable seq: never a change that a crash
+  // could still roll back (emitted, not yet durable).
   caf::replies_to<info_atom>::with<session_info>,
   // The info once everything emitted so far is durable.
   caf::replies_to<sync_atom>::with<session_info>,

@@ -52,6 +52,24 @@ struct session_data : session_control, session_context {
   std::vector<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
   event_bus bus;
   bool store_failing = false;
+  // A change with no event of its own (the peer forgotten after its grace)
+  // still has to be written: the next flush carries a snapshot anyway.
+  bool snapshot_due = false;
+
+  // -- the durable view (output gate for reads) ---------------------------------
+  // What info/sync/replies show: the session as of its last durable seq,
+  // never a change a crash could roll back. Null while nothing is in
+  // flight: then `rec` is durable itself, and an idle session pays 8 bytes.
+  struct durable_views {
+    session_info durable; // as of durable.last_seq
+    // Per batch handed to the listener, in order: `rec` as the batch left,
+    // keyed by the seq it covers (its last event's).
+    std::vector<std::pair<uint64_t, session_info>> in_flight;
+    // Run once every batch sent so far is durable (an unload waiting for a
+    // snapshot-only batch).
+    std::vector<std::function<void(const caf::error&)>> when_settled;
+  };
+  std::unique_ptr<durable_views> views;
 
   // -- hooks, timers, unloading -----------------------------------------------
   bool emitting = false;
@@ -76,6 +94,7 @@ struct session_data : session_control, session_context {
   // Appends an event to the stream; it reaches subscribers once durable.
   uint64_t emit(const std::string& type, std::string data,
               std::string idempotency_key = {}) {
+    before_change();
     event e;
     e.idempotency_key = std::move(idempotency_key);
     e.session_id = rec.id;
@@ -88,12 +107,16 @@ struct session_data : session_control, session_context {
     pending.push_back(e);
     unsent.push_back(std::move(e));
     svc->obs->counters.events_published++;
+    schedule_flush();
+    return next_seq - 1;
+  }
+
+  void schedule_flush() {
     if (!flush_scheduled) {
       flush_scheduled = true;
       // Goes behind whatever is queued already: one batch per burst.
       self->send(self, flush_atom::value);
     }
-    return next_seq - 1;
   }
 
   // Emits a lifecycle event: recorded in the observability hub too.
@@ -103,6 +126,66 @@ struct session_data : session_control, session_context {
       payload[k] = v;
     svc->obs->record(lifecycle_record{now(), rec.id, name, md});
     return emit(name, payload.dump());
+  }
+
+  // Called before `rec` changes: keeps the durable view it is leaving (once:
+  // later changes of the same burst go out with it). Every change that calls
+  // this must emit an event or set `snapshot_due`, so it reaches a batch.
+  void before_change() {
+    if (!views) {
+      views = std::make_unique<durable_views>();
+      views->durable = rec;
+    }
+  }
+
+  /// The session as of its last durable seq: what anyone outside sees.
+  const session_info& durable_view() const {
+    return views ? views->durable : rec;
+  }
+
+  uint64_t durable_seq() const { return durable_view().last_seq; }
+
+  // Promotes the view of the batch that `seq` reports durable. The listener
+  // reports each batch once, in order: a snapshot-only batch has the seq of
+  // the batch before it, hence one entry per report at an equal seq.
+  void promote(uint64_t seq) {
+    if (!views)
+      return;
+    auto& q = views->in_flight;
+    size_t n = 0;
+    while (n < q.size() && q[n].first < seq)
+      ++n;
+    if (n < q.size() && q[n].first == seq)
+      ++n;
+    if (n == 0)
+      return;
+    views->durable = std::move(q[n - 1].second);
+    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+
+  void run_when_settled() {
+    if (!views || !views->in_flight.empty() || views->when_settled.empty())
+      return;
+    auto run = std::move(views->when_settled);
+    views->when_settled.clear();
+    for (auto& fn : run)
+      fn(caf::none);
+  }
+
+  // Runs `fn` once every batch sent so far is durable (at once if it is).
+  void after_batches(std::function<void(const caf::error&)> fn) {
+    if (views && !views->in_flight.empty())
+      views->when_settled.push_back(std::move(fn));
+    else
+      fn(caf::none);
+  }
+
+  // Nothing left in flight: `rec` is what is durable.
+  void drop_views_if_settled() {
+    if (views && views->in_flight.empty() && views->when_settled.empty()
+        && unsent.empty() && pending.empty() && !snapshot_due
+        && !flush_scheduled)
+      views.reset();
   }
 
   void fire(hook_kind kind, const metadata_map& md) {
@@ -131,7 +214,7 @@ struct session_data : session_control, session_context {
 
   // Runs `fn` once `seq` is durable (at once if it is already).
   void after_durable(uint64_t seq, std::function<void(const caf::error&)> fn) {
-    if (seq <= rec.last_seq)
+    if (seq <= durable_seq())
       fn(caf::none);
     else
       waiting.emplace_back(seq, std::move(fn));
@@ -165,6 +248,7 @@ struct session_data : session_control, session_context {
     auto previous = rec.state;
     if (*t.to == previous)
       return caf::none; // TERMINATING + TERMINATE: idempotent, nothing new
+    before_change();
     rec.state = *t.to;
     metadata_map md{{"state", to_string(rec.state)},
                     {"previous", to_string(previous)}};
@@ -222,6 +306,7 @@ struct session_data : session_control, session_context {
     if (!same && (rec.peer_connected || grace_active))
       return make_error(errc::conflict, "session " + rec.id
                                           + " already has peer " + rec.peer);
+    before_change(); // session_open below
     if (peer_conn && peer_conn != conn)
       self->demonitor(peer_conn.address());
     peer_conn = std::move(conn);
@@ -248,6 +333,7 @@ struct session_data : session_control, session_context {
   // Ends the peer's connection with `reason`; keeps its identity so the same
   // peer attaching again counts as a reconnect.
   void close_peer(const std::string& reason) {
+    before_change(); // session_close below
     rec.peer_connected = false;
     ++hb_gen; // the heartbeat timer no longer applies
     if (peer_conn) {
@@ -291,7 +377,10 @@ struct session_data : session_control, session_context {
     if (cfg().on_grace_expired == grace_policy::terminate) {
       terminate_and_clean("reconnect_grace_expired");
     } else {
+      before_change(); // no event: a snapshot-only batch writes it
       rec.peer.clear(); // kept without a peer
+      snapshot_due = true;
+      schedule_flush();
       if (host)
         self->send(host, peer_changed_atom::value, rec.id, std::string{},
                    false);
@@ -376,8 +465,15 @@ struct session_data : session_control, session_context {
 
   void flush() {
     flush_scheduled = false;
-    if (unsent.empty())
+    if (unsent.empty() && !snapshot_due) {
+      drop_views_if_settled();
       return;
+    }
+    snapshot_due = false;
+    if (views) { // `rec` as this batch leaves: the durable view once it is
+      views->in_flight.emplace_back(last_emitted(), rec);
+      views->in_flight.back().second.last_seq = last_emitted();
+    }
     append_batch batch;
     batch.session_id = rec.id;
     batch.epoch = rec.epoch;
@@ -389,8 +485,12 @@ struct session_data : session_control, session_context {
   }
 
   void on_durable(uint64_t seq) {
-    if (seq <= rec.last_seq)
+    promote(seq);
+    if (seq <= rec.last_seq) { // a snapshot-only batch
+      run_when_settled();
+      drop_views_if_settled();
       return;
+    }
     rec.last_seq = seq;
     store_failing = false;
     std::vector<event> released;
@@ -416,8 +516,11 @@ struct session_data : session_control, session_context {
         caf::anon_send(sub, lagged_atom::value, rec.id, upto);
       }
     }
+    // Replies show the durable view, so they wait until it covers them.
     auto ready = std::find_if(waiting.begin(), waiting.end(),
-                              [seq](const auto& w) { return w.first > seq; });
+                              [upto = durable_seq()](const auto& w) {
+                                return w.first > upto;
+                              });
     std::vector<std::function<void(const caf::error&)>> run;
     for (auto i = waiting.begin(); i != ready; ++i)
       run.push_back(std::move(i->second));
@@ -426,6 +529,8 @@ struct session_data : session_control, session_context {
       waiting.shrink_to_fit();
     for (auto& fn : run) // may emit and append to `waiting`
       fn(caf::none);
+    run_when_settled();
+    drop_views_if_settled();
     if (pending.empty())
       arm_idle_timer();
   }
@@ -446,6 +551,11 @@ struct session_data : session_control, session_context {
     for (auto& w : waiting)
       w.second(err);
     waiting.clear();
+    if (views) {
+      for (auto& fn : views->when_settled)
+        fn(err);
+      views->when_settled.clear();
+    }
     auto cleaned = std::move(on_cleaned);
     on_cleaned.clear();
     for (auto& fn : cleaned)
@@ -596,6 +706,93 @@ caf::error check_publish(const session_data& st, const std::string& type,
   return caf::none;
 }
 
+// Peer operations from a connection (WebSocket): only the connection the
+// peer attached on may act as the peer. Another one (say, the old socket of
+// a peer that reconnected elsewhere) is refused and changes nothing.
+caf::error check_peer_conn(const session_data& st, const caf::actor& conn,
+                           bool publishing) {
+  if (!st.rec.peer_connected && !publishing)
+    return make_error(errc::conflict, "session " + st.rec.id
+                                        + " has no connected peer");
+  if (!st.rec.peer_connected || !conn || st.peer_conn != conn)
+    return make_error(errc::forbidden,
+                      "this connection is not the peer connection of session "
+                        + st.rec.id + " (attach first; a peer that attached "
+                                      "again elsewhere acts from there)");
+  return caf::none;
+}
+
+caf::result<micros> heartbeat(self_pointer self) {
+  auto& st = self->state;
+  if (!st.rec.peer_connected)
+    return make_error(errc::conflict, "session " + st.rec.id
+                                        + " has no connected peer");
+  // Liveness only: no event, not written on its own (session_info.hpp).
+  st.rec.last_heartbeat = st.now();
+  st.touch();
+  return st.rec.last_heartbeat;
+}
+
+caf::result<uint64_t> publish(self_pointer self, const std::string& type,
+                              const std::string& data) {
+  auto& st = self->state;
+  if (auto err = check_publish(st, type, data))
+    return err;
+  auto seq = st.emit(type, data);
+  st.touch();
+  auto rp = self->make_response_promise<uint64_t>();
+  st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
+  return rp;
+}
+
+caf::result<uint64_t> publish_keyed(self_pointer self, const std::string& type,
+                                    const std::string& data,
+                                    const std::string& key) {
+  auto& st = self->state;
+  if (key.empty() || key.size() > 256 || !valid_utf8(key))
+    return make_error(errc::bad_request,
+                      "idempotency key must be 1 to 256 bytes of UTF-8");
+  auto window = std::chrono::duration_cast<std::chrono::microseconds>(
+                  st.cfg().idempotency_window)
+                  .count();
+  if (window > 0) {
+    if (!st.idem)
+      st.idem = std::make_unique<idempotency_window>(window);
+    try {
+      if (!st.idem->recovered() && st.svc->store)
+        st.idem->recover(*st.svc->store, st.rec.id, st.rec.last_seq,
+                         st.now());
+    } catch (const store_error& e) {
+      st.idem.reset(); // try again with the next keyed publish
+      return make_error(errc::unavailable,
+                        std::string{"cannot read idempotency keys: "}
+                          + e.what());
+    }
+    if (auto first = st.idem->find(key, st.now())) {
+      // A retry: the first publish's seq, once that one is durable.
+      st.touch();
+      auto rp = self->make_response_promise<uint64_t>();
+      auto seq = *first;
+      st.after_durable(seq, [rp, seq](const caf::error& err) mutable {
+        if (err)
+          rp.deliver(err);
+        else
+          rp.deliver(seq);
+      });
+      return rp;
+    }
+  }
+  if (auto err = check_publish(st, type, data))
+    return err;
+  auto seq = st.emit(type, data, window > 0 ? key : std::string{});
+  if (st.idem)
+    st.idem->remember(key, seq, st.now());
+  st.touch();
+  auto rp = self->make_response_promise<uint64_t>();
+  st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
+  return rp;
+}
+
 // The shape of every state-changing request: refuse while unloading, apply
 // `change` (which may emit), and answer with the info once what it emitted
 // is durable.
@@ -608,8 +805,22 @@ caf::result<session_info> change_then_reply(self_pointer self, Change change) {
     return err;
   st.touch();
   auto rp = self->make_response_promise<session_info>();
-  st.reply_when_durable<session_info>(rp, [self] { return self->state.rec; });
+  st.reply_when_durable<session_info>(
+    rp, [self] { return self->state.durable_view(); });
   return rp;
+}
+
+// Tells subscribers and answers with the final (durable) info; stops.
+void stop_unloaded(self_pointer self,
+                   caf::typed_response_promise<session_info>& rp) {
+  auto& st = self->state;
+  for (auto& sub : st.bus.subscribers())
+    caf::anon_send(sub.handle, unloaded_atom::value, st.rec.id,
+                   st.rec.last_seq);
+  auto out = st.durable_view();
+  out.loaded = false;
+  rp.deliver(out);
+  self->quit();
 }
 
 // Every batch carries the snapshot: once the last emitted event is durable,
@@ -617,18 +828,17 @@ caf::result<session_info> change_then_reply(self_pointer self, Change change) {
 void finish_unload(self_pointer self, caf::typed_response_promise<session_info> rp) {
   auto& st = self->state;
   st.after_durable(st.last_emitted(), [self, rp](const caf::error& err) mutable {
-    auto& st = self->state;
     if (err) {
       rp.deliver(err);
       return;
     }
-    for (auto& sub : st.bus.subscribers())
-      caf::anon_send(sub.handle, unloaded_atom::value, st.rec.id,
-                     st.rec.last_seq);
-    auto out = st.rec;
-    out.loaded = false;
-    rp.deliver(out);
-    self->quit();
+    // A snapshot-only batch (no events) may still be on its way.
+    self->state.after_batches([self, rp](const caf::error& err) mutable {
+      if (err)
+        rp.deliver(err);
+      else
+        stop_unloaded(self, rp);
+    });
   });
 }
 
@@ -681,26 +891,26 @@ session_actor::behavior_type shared_behavior() {
       auto self = current();
       return change_then_reply(self, [&agent](session_data& st) {
         auto err = st.change_state(lifecycle_event::activate, "");
-        if (!err && !agent.empty())
+        if (!err && !agent.empty()) // batched with its status:changed
           st.rec.metadata["agent"] = agent;
         return err;
       });
     },
     [](heartbeat_atom) -> caf::result<micros> {
+      return heartbeat(current());
+    },
+    [](heartbeat_atom, const caf::actor& conn) -> caf::result<micros> {
       auto self = current();
-      auto& st = self->state;
-      if (!st.rec.peer_connected)
-        return make_error(errc::conflict, "session " + st.rec.id
-                                            + " has no connected peer");
-      st.rec.last_heartbeat = st.now();
-      st.touch();
-      return st.rec.last_heartbeat;
+      if (auto err = check_peer_conn(self->state, conn, false))
+        return err;
+      return heartbeat(self);
     },
     [](message_atom, const std::string& data) -> caf::result<uint64_t> {
       auto self = current();
       auto& st = self->state;
       if (auto err = check_publish(st, event_type::message, data))
         return err;
+      st.before_change(); // the message event below
       ++st.rec.message_count;
       uint64_t first = 0;
       if (st.rec.message_count == 1)
@@ -734,7 +944,7 @@ session_actor::behavior_type shared_behavior() {
             rp.deliver(err);
           else
             self->state.reply_when_durable<session_info>(
-              rp, [self] { return self->state.rec; });
+              rp, [self] { return self->state.durable_view(); });
         };
         if (wait)
           st.on_cleaned.push_back(std::move(reply));
@@ -755,6 +965,14 @@ session_actor::behavior_type shared_behavior() {
     [](detach_atom, const std::string& reason) {
       auto self = current();
       return change_then_reply(self, [&reason](session_data& st) {
+        return st.detach(reason);
+      });
+    },
+    [](detach_atom, const std::string& reason, const caf::actor& conn) {
+      auto self = current();
+      return change_then_reply(self, [&](session_data& st) -> caf::error {
+        if (auto err = check_peer_conn(st, conn, false))
+          return err;
         return st.detach(reason);
       });
     },
@@ -781,70 +999,29 @@ session_actor::behavior_type shared_behavior() {
     },
     [](publish_atom, const std::string& type,
            const std::string& data) -> caf::result<uint64_t> {
-      auto self = current();
-      auto& st = self->state;
-      if (auto err = check_publish(st, type, data))
-        return err;
-      auto seq = st.emit(type, data);
-      st.touch();
-      auto rp = self->make_response_promise<uint64_t>();
-      st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
-      return rp;
+      return publish(current(), type, data);
     },
     [](publish_atom, const std::string& type, const std::string& data,
        const std::string& key) -> caf::result<uint64_t> {
+      return publish_keyed(current(), type, data, key);
+    },
+    [](publish_atom, const std::string& type, const std::string& data,
+       const std::string& key, const caf::actor& conn) -> caf::result<uint64_t> {
       auto self = current();
-      auto& st = self->state;
-      if (key.empty() || key.size() > 256 || !valid_utf8(key))
-        return make_error(errc::bad_request,
-                          "idempotency key must be 1 to 256 bytes of UTF-8");
-      auto window = std::chrono::duration_cast<std::chrono::microseconds>(
-                      st.cfg().idempotency_window)
-                      .count();
-      if (window > 0) {
-        if (!st.idem)
-          st.idem = std::make_unique<idempotency_window>(window);
-        try {
-          if (!st.idem->recovered() && st.svc->store)
-            st.idem->recover(*st.svc->store, st.rec.id, st.rec.last_seq,
-                             st.now());
-        } catch (const store_error& e) {
-          st.idem.reset(); // try again with the next keyed publish
-          return make_error(errc::unavailable,
-                            std::string{"cannot read idempotency keys: "}
-                              + e.what());
-        }
-        if (auto first = st.idem->find(key, st.now())) {
-          // A retry: the first publish's seq, once that one is durable.
-          st.touch();
-          auto rp = self->make_response_promise<uint64_t>();
-          auto seq = *first;
-          st.after_durable(seq, [rp, seq](const caf::error& err) mutable {
-            if (err)
-              rp.deliver(err);
-            else
-              rp.deliver(seq);
-          });
-          return rp;
-        }
-      }
-      if (auto err = check_publish(st, type, data))
+      if (auto err = check_peer_conn(self->state, conn, true))
         return err;
-      auto seq = st.emit(type, data, window > 0 ? key : std::string{});
-      if (st.idem)
-        st.idem->remember(key, seq, st.now());
-      st.touch();
-      auto rp = self->make_response_promise<uint64_t>();
-      st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
-      return rp;
+      if (key.empty())
+        return publish(self, type, data);
+      return publish_keyed(self, type, data, key);
     },
     [](info_atom) -> session_info {
-      auto self = current(); return self->state.rec; },
+      // The durable view: nothing a crash could roll back.
+      auto self = current(); return self->state.durable_view(); },
     [](sync_atom) -> caf::result<session_info> {
       auto self = current();
       auto rp = self->make_response_promise<session_info>();
       self->state.reply_when_durable<session_info>(
-        rp, [self] { return self->state.rec; });
+        rp, [self] { return self->state.durable_view(); });
       return rp;
     },
     [](unload_atom) -> caf::result<session_info> {

@@ -29,12 +29,15 @@ struct session_info {
   session_state state = session_state::created; ///< lifecycle state
   micros created_at = 0;     ///< when it was created
   micros updated_at = 0;     ///< last change of any field
-  micros last_heartbeat = 0; ///< 0: never
+  /// 0: never. Liveness, not state: a heartbeat is written with the next
+  /// batch, never on its own, so info() may show one a crash would lose.
+  micros last_heartbeat = 0;
   uint64_t message_count = 0; ///< messages received (message_atom)
   uint64_t reconnects = 0;   ///< times the peer came back
   std::string peer;          ///< identity of the attached peer; empty: none
   bool peer_connected = false; ///< whether the peer is attached now
-  uint64_t last_seq = 0;     ///< highest durable seq
+  uint64_t last_seq = 0;     ///< highest durable seq (info() shows the
+                             ///< session as of this seq)
   uint64_t epoch = 0;        ///< activation epoch that wrote this
   bool loaded = false;       ///< an actor holds it now (not stored)
 };

@@ -505,3 +505,45 @@ TEST(replay, events_after_a_snapshot_are_folded_into_it) {
   EXPECT_EQ(snap.reconnects, 2u);
   EXPECT_EQ(snap.updated_at, 13);
 }
+
+TEST_F(session_test, only_the_peer_connection_acts_as_the_peer) {
+  auto s = new_session("s-1", svc);
+  auto [old_conn, r1] = new_recorder();
+  auto [new_conn, r2] = new_recorder();
+  ASSERT_TRUE(ask<session_info>(s, attach_atom::value, "peer-a", old_conn));
+  // The same peer attaches again on another connection (a reconnect); the
+  // old one is still open but no longer the peer's.
+  auto back = ask<session_info>(s, attach_atom::value, "peer-a", new_conn);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->reconnects, 1u);
+  auto before = stored_types("s-1");
+  EXPECT_EQ(code_of(ask<micros>(s, heartbeat_atom::value, old_conn).error()),
+            errc::forbidden);
+  EXPECT_EQ(code_of(ask<uint64_t>(s, publish_atom::value, "log", "{}", "",
+                                  old_conn).error()),
+            errc::forbidden);
+  EXPECT_EQ(code_of(ask<uint64_t>(s, publish_atom::value, "log", "{}", "k-1",
+                                  old_conn).error()),
+            errc::forbidden);
+  EXPECT_EQ(code_of(ask<session_info>(s, detach_atom::value, "manual",
+                                      old_conn).error()),
+            errc::forbidden);
+  EXPECT_EQ(stored_types("s-1"), before) << "a refusal changes nothing";
+  auto now = ask<session_info>(s, info_atom::value);
+  EXPECT_TRUE(now->peer_connected);
+  EXPECT_EQ(now->reconnects, 1u);
+  // The current connection acts as the peer.
+  EXPECT_TRUE(ask<micros>(s, heartbeat_atom::value, new_conn));
+  EXPECT_EQ(ask<uint64_t>(s, publish_atom::value, "log", "{}", "",
+                          new_conn).value_or(0),
+            before.size() + 1);
+  auto gone = ask<session_info>(s, detach_atom::value, "manual", new_conn);
+  ASSERT_TRUE(gone);
+  EXPECT_FALSE(gone->peer_connected);
+  // No peer now: a publish from a connection is refused, a heartbeat too.
+  EXPECT_EQ(code_of(ask<uint64_t>(s, publish_atom::value, "log", "{}", "",
+                                  new_conn).error()),
+            errc::forbidden);
+  EXPECT_EQ(code_of(ask<micros>(s, heartbeat_atom::value, new_conn).error()),
+            errc::conflict);
+}
