@@ -55,7 +55,9 @@ struct ws_state {
   uint64_t next_gen = 1;
   const token_scope* scope = nullptr;     // null: no authentication
   bool proto = false;                     // binary protobuf frames
-  std::set<std::string> attached;         // sessions this connection is peer of
+  // Sessions this connection attached to: a quick refusal of a publish
+  // that cannot be the peer's; the session itself checks the connection.
+  std::set<std::string> attached;
   std::map<std::string, bool> scope_seen; // in_scope answers by session id
   static inline const char* name = "ws_connection";
 };
@@ -420,11 +422,10 @@ void on_op(self_ptr self, json& j) {
                         "publish needs this connection attached as the "
                         "session's peer",
                         ref, id);
-    if (key.empty())
-      return ask_and_ack<uint64_t>(self, id, ref, seq_of, publish_atom::value,
-                                   type, data);
+    // The session decides too: this connection may no longer be the
+    // peer's (it attached again elsewhere).
     return ask_and_ack<uint64_t>(self, id, ref, seq_of, publish_atom::value,
-                                 type, data, key);
+                                 type, data, key, caf::actor{self});
   }
   if (op == "attach") {
     std::string peer;
@@ -442,11 +443,12 @@ void on_op(self_ptr self, json& j) {
   if (op == "heartbeat")
     return ask_and_ack<micros>(
       self, id, ref, [](json& out, micros& ts) { out["ts"] = ts; },
-      heartbeat_atom::value);
+      heartbeat_atom::value, caf::actor{self});
   if (op == "detach") {
     self->state.attached.erase(id);
     return ask_and_ack<session_info>(self, id, ref, info_of,
-                                     detach_atom::value, std::string{"manual"});
+                                     detach_atom::value, std::string{"manual"},
+                                     caf::actor{self});
   }
 }
 

@@ -11,8 +11,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include <caf/actor_system.hpp>
 #include <gtest/gtest.h>
@@ -94,6 +98,81 @@ http_result http(uint16_t port, const std::string& method,
   return out;
 }
 
+/// A memory store whose commits the test can hold: while held, `append`
+/// (the persistence listener's group commit) waits until released, so
+/// events stay emitted but not durable for as long as the test looks.
+class gated_store final : public sh::session_store {
+public:
+  void hold() {
+    std::lock_guard<std::mutex> g{mtx_};
+    held_ = true;
+  }
+  void release() {
+    {
+      std::lock_guard<std::mutex> g{mtx_};
+      held_ = false;
+    }
+    cv_.notify_all();
+  }
+  /// Whether a commit is waiting at the gate (waits up to 10 s for one).
+  bool commit_waiting() {
+    std::unique_lock<std::mutex> g{mtx_};
+    return cv_.wait_for(g, std::chrono::seconds(10),
+                        [this] { return waiting_ > 0; });
+  }
+
+  void append(const std::vector<sh::append_batch>& batches) override {
+    {
+      std::unique_lock<std::mutex> g{mtx_};
+      ++waiting_;
+      cv_.notify_all();
+      // Bounded: a test that forgets to release fails instead of hanging.
+      cv_.wait_for(g, std::chrono::seconds(30), [this] { return !held_; });
+      --waiting_;
+    }
+    inner_->append(batches);
+  }
+
+  void create(const sh::session_info& i) override { inner_->create(i); }
+  void create_many(const std::vector<sh::session_info>& i) override {
+    inner_->create_many(i);
+  }
+  std::vector<sh::event> read_events(const std::string& id, uint64_t after,
+                                     size_t limit) override {
+    return inner_->read_events(id, after, limit);
+  }
+  std::optional<sh::session_info> load(const std::string& id) override {
+    return inner_->load(id);
+  }
+  uint64_t activate(const std::string& id) override {
+    return inner_->activate(id);
+  }
+  std::vector<uint64_t> activate_many(const std::vector<std::string>& ids) override {
+    return inner_->activate_many(ids);
+  }
+  std::optional<std::string> find_by_role(const std::string& role) override {
+    return inner_->find_by_role(role);
+  }
+  sh::session_page list(const sh::session_filter& f, const std::string& cursor,
+                        size_t limit) override {
+    return inner_->list(f, cursor, limit);
+  }
+  uint64_t count(const sh::session_filter& f) override {
+    return inner_->count(f);
+  }
+  void remove(const std::string& id) override { inner_->remove(id); }
+  sh::purge_result purge(const sh::retention_policy& p, sh::micros now) override {
+    return inner_->purge(p, now);
+  }
+
+private:
+  std::shared_ptr<sh::memory_store> inner_ = std::make_shared<sh::memory_store>();
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  int waiting_ = 0;
+};
+
 class embedded_rest_test : public ::testing::Test {
 protected:
   embedded_rest_test() {
@@ -131,7 +210,7 @@ protected:
 
   sh::sessionhost_config cfg;
   caf::actor_system sys{cfg};
-  std::shared_ptr<sh::memory_store> store = std::make_shared<sh::memory_store>();
+  std::shared_ptr<gated_store> store = std::make_shared<gated_store>();
   std::unique_ptr<sh::embedded_host> host;
   std::unique_ptr<sh::transport::http_frontend> web;
   uint16_t port = 0;
@@ -207,4 +286,43 @@ TEST_F(embedded_rest_test, after_stop_nothing_listens) {
   EXPECT_EQ(web->stop(), 0u);
   EXPECT_EQ(web->stop(), 0u); // idempotent
   EXPECT_EQ(http(port, "GET", "/healthz").status, 0);
+}
+
+TEST_F(embedded_rest_test, get_and_load_show_only_what_is_durable) {
+  auto c = http(port, "POST", "/v1/sessions", R"({"type":"counter"})");
+  ASSERT_EQ(c.status, 201) << c.body;
+  auto id = c.j["id"].get<std::string>();
+  auto before = http(port, "GET", "/v1/sessions/" + id);
+  ASSERT_EQ(before.status, 200) << before.body;
+  EXPECT_EQ(before.j["message_count"], 0);
+
+  // Hold the commit: the message's events are emitted, not durable.
+  store->hold();
+  http_result posted;
+  std::thread poster{[&] {
+    posted = http(port, "POST", "/v1/sessions/" + id + "/messages",
+                  R"({"data":{"text":"one"}})");
+  }};
+  bool waiting = store->commit_waiting();
+  auto during = http(port, "GET", "/v1/sessions/" + id);
+  auto loaded = http(port, "POST", "/v1/sessions/" + id + "/load");
+  store->release();
+  poster.join();
+  ASSERT_TRUE(waiting) << "the message never reached the store";
+  ASSERT_EQ(during.status, 200) << during.body;
+  EXPECT_EQ(during.j["message_count"], 0) << during.body;
+  EXPECT_EQ(during.j["last_seq"], before.j["last_seq"]) << during.body;
+  EXPECT_EQ(during.j["updated_at"], before.j["updated_at"]) << during.body;
+  ASSERT_EQ(loaded.status, 200) << loaded.body;
+  EXPECT_EQ(loaded.j["message_count"], 0) << loaded.body;
+  EXPECT_EQ(loaded.j["last_seq"], before.j["last_seq"]) << loaded.body;
+
+  // Durable now: the 202 came, and GET shows the message.
+  ASSERT_EQ(posted.status, 202) << posted.body;
+  auto after = http(port, "GET", "/v1/sessions/" + id);
+  EXPECT_EQ(after.j["message_count"], 1) << after.body;
+  EXPECT_GT(after.j["last_seq"].get<uint64_t>(),
+            before.j["last_seq"].get<uint64_t>());
+  EXPECT_EQ(after.j["last_seq"],
+            store->read_events(id, 0, 100).back().seq);
 }

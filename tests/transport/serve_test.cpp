@@ -346,6 +346,55 @@ TEST_F(serve_test, attach_heartbeat_detach_and_a_dropped_socket_is_connection_lo
   EXPECT_EQ(reasons[1], "connection_lost");
 }
 
+TEST_F(serve_test, the_old_socket_of_a_peer_that_reattached_elsewhere_is_no_peer) {
+  auto id = create()["id"].get<std::string>();
+  // The answer to `ref`, whatever its op.
+  auto answer = [](ws_client& ws, int ref) -> json {
+    for (int i = 0; i < 1000; ++i) {
+      auto j = ws.read();
+      if (!j)
+        return nullptr;
+      if ((*j)["ref"] == ref)
+        return *j;
+    }
+    return nullptr;
+  };
+  ws_client first{proc->port};
+  first.send({{"op", "attach"}, {"session", id}, {"peer", "user-1"}, {"ref", 1}});
+  ASSERT_EQ(answer(first, 1).value("op", ""), "ack");
+  // The same identity on a second socket: a reconnect; the first socket
+  // stays open but is no longer the peer's.
+  ws_client second{proc->port};
+  second.send({{"op", "attach"}, {"session", id}, {"peer", "user-1"}, {"ref", 2}});
+  auto back = answer(second, 2);
+  ASSERT_EQ(back.value("op", ""), "ack") << back.dump();
+  EXPECT_EQ(back["reconnects"], 1);
+  auto stored = stored_events(id).size();
+
+  first.send({{"op", "publish"}, {"session", id}, {"type", "log"},
+              {"data", {{"text", "stale"}}}, {"ref", 3}});
+  first.send({{"op", "heartbeat"}, {"session", id}, {"ref", 4}});
+  first.send({{"op", "detach"}, {"session", id}, {"ref", 5}});
+  for (int ref : {3, 4, 5}) {
+    auto r = answer(first, ref);
+    EXPECT_EQ(r.value("op", ""), "error") << "ref " << ref << ": " << r.dump();
+    EXPECT_EQ(r.value("code", ""), "forbidden") << "ref " << ref;
+  }
+  EXPECT_EQ(stored_events(id).size(), stored) << "refusals change nothing";
+  auto info = call(verb::get, "/v1/sessions/" + id).j;
+  EXPECT_EQ(info["peer"], "user-1");
+  EXPECT_TRUE(info["peer_connected"].get<bool>());
+
+  // The second socket is the peer's.
+  second.send({{"op", "publish"}, {"session", id}, {"type", "log"},
+               {"data", {{"text", "fresh"}}}, {"ref", 6}});
+  auto ok = answer(second, 6);
+  ASSERT_EQ(ok.value("op", ""), "ack") << ok.dump();
+  EXPECT_EQ(ok["seq"], stored + 1);
+  second.send({{"op", "detach"}, {"session", id}, {"ref", 7}});
+  EXPECT_EQ(answer(second, 7).value("op", ""), "ack");
+}
+
 TEST_F(serve_test, bad_frames_get_error_ops_and_the_connection_keeps_working) {
   auto id = create()["id"].get<std::string>();
   // A bystander subscribed before the bad frames keeps being served.
