@@ -25,9 +25,7 @@
 #include "host/embedded_host.hpp"
 #include "host/process/process_types.hpp"
 #include "host/store/open_store.hpp"
-#include "transport/api.hpp"
-#include "transport/server.hpp"
-#include "transport/static_site.hpp"
+#include "transport/http_frontend.hpp"
 
 namespace {
 
@@ -133,7 +131,8 @@ int serve(int argc, char** argv) {
               << usage;
     return 2;
   }
-  transport::server_options sopts;
+  transport::http_frontend_options web_opts; // REST, WebSocket, dashboard
+  auto& sopts = web_opts.server;
   if (!split_listen(cfg.listen, sopts.host, sopts.port)) {
     std::cerr << "sessionhost serve: --listen must be HOST:PORT, not '"
               << cfg.listen << "'\n";
@@ -141,7 +140,7 @@ int serve(int argc, char** argv) {
   }
   if (sopts.host == "localhost")
     sopts.host = "127.0.0.1";
-  transport::api_options aopts;
+  auto& aopts = web_opts.api;
   if (!cfg.auth_token_file.empty()) {
     std::ifstream in{cfg.auth_token_file};
     if (!in) {
@@ -203,18 +202,14 @@ int serve(int argc, char** argv) {
 
   caf::actor_system sys{cfg};
   auto host = std::make_unique<embedded_host>(sys, hopts);
-  auto stats = std::make_shared<transport::server_stats>();
-  auto be = std::make_shared<transport::api>(sys, *host, aopts, stats);
-  // GET / and /web/* (the dashboard) in front of the API.
-  auto site = std::make_shared<transport::static_site>(be);
-  auto srv = std::make_unique<transport::server>(sopts, site, stats);
+  auto web = std::make_unique<transport::http_frontend>(sys, *host, web_opts);
   uint16_t port = 0;
   try {
-    port = srv->start();
+    port = web->start();
   } catch (const std::exception& e) {
     std::cerr << "sessionhost serve: cannot listen on " << cfg.listen << ": "
               << e.what() << "\n";
-    srv.reset();
+    web.reset();
     host->stop();
     return 1;
   }
@@ -229,17 +224,14 @@ int serve(int argc, char** argv) {
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("signal {}: shutting down", sig);
-  srv->stop_accepting();
+  web->stop_accepting();
   demo.reset(); // no demo message may reach a session being unloaded
   host->stop(); // every session flushed, snapshotted and unloaded
   procs->stop(); // process sessions ended with the host; nothing is left
-  if (auto left = srv->close_websockets(1001, 1500))
+  // WebSockets closed with 1001, then the server thread.
+  if (auto left = web->stop(std::chrono::milliseconds{1500}))
     spdlog::warn("{} WebSockets did not close in time", left);
-  be->close(); // actors still answering no longer reach the server
-  srv->stop();
-  srv.reset();
-  site.reset();
-  be.reset();
+  web.reset();
   auto done = std::async(std::launch::async, [&] {
     host.reset();
     sys.await_all_actors_done();
