@@ -2,7 +2,20 @@
 
 #include <algorithm>
 
+#include <caf/actor_cast.hpp>
+
 namespace sessionhost {
+
+namespace {
+
+// Compared by control block: address() would build (and drop) a weak
+// reference per subscriber and comparison (per credit, per delivery).
+bool same(const caf::actor& a, const caf::actor_addr& b) {
+  return caf::actor_cast<caf::actor_control_block*>(a)
+         == caf::actor_cast<caf::actor_control_block*>(b);
+}
+
+} // namespace
 
 bool event_bus::add(caf::actor handle, uint64_t last_seq) {
   if (contains(handle.address()))
@@ -13,7 +26,7 @@ bool event_bus::add(caf::actor handle, uint64_t last_seq) {
 
 bool event_bus::remove(const caf::actor_addr& addr) {
   auto i = std::find_if(subs_.begin(), subs_.end(), [&](const subscriber& s) {
-    return s.handle.address() == addr;
+    return same(s.handle, addr);
   });
   if (i == subs_.end())
     return false;
@@ -23,13 +36,13 @@ bool event_bus::remove(const caf::actor_addr& addr) {
 
 bool event_bus::contains(const caf::actor_addr& addr) const {
   return std::any_of(subs_.begin(), subs_.end(), [&](const subscriber& s) {
-    return s.handle.address() == addr;
+    return same(s.handle, addr);
   });
 }
 
 void event_bus::credit(const caf::actor_addr& addr, uint64_t n) {
   for (auto& s : subs_)
-    if (s.handle.address() == addr) {
+    if (same(s.handle, addr)) {
       s.in_flight = s.in_flight > n ? s.in_flight - n : 0;
       return;
     }

@@ -14,6 +14,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace sessionhost::transport {
 
@@ -48,10 +50,29 @@ struct ws_upgrade {
   bool proto = false;        // the client offered `proto_subprotocol`
 };
 
+/// One WebSocket frame as it goes on the wire, header included. Server
+/// frames are not masked, so an event's frame is the same for every client:
+/// built once, shared (immutable) by every connection that sends it.
+using wire_frame = std::shared_ptr<const std::string>;
+
+/// The wire frame of one unfragmented message: text, or binary.
+wire_frame make_wire_frame(std::string_view payload, bool binary);
+
+/// A frame to send, with the publish time of the live event it carries
+/// (micros since the epoch, 0: none) for the publish-to-send histogram.
+struct outgoing_frame {
+  wire_frame wire;
+  int64_t event_ts = 0;
+};
+
 /// The server side of one WebSocket connection, as seen by the actors.
 class ws_sink {
 public:
   virtual ~ws_sink() = default;
+  /// Queues ready-made frames in order (binary ones only on a
+  /// `proto_subprotocol` connection); they go out in as few socket writes as
+  /// possible. Returns false, like `send_text`, when closing or over the bound.
+  virtual bool send_frames(std::vector<outgoing_frame> frames) = 0;
   /// Queues one frame: text, or binary on a `proto_subprotocol` connection.
   /// `event_ts` (micros since the epoch, 0: none) is the publish time of the
   /// live event the frame carries, for the publish-to-send histogram.

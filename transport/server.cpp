@@ -18,10 +18,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
@@ -91,6 +95,10 @@ struct server::impl {
   std::mutex ready_mtx;
   std::vector<std::shared_ptr<ws_conn>> ready; // guarded by ready_mtx
   bool drain_posted = false;                   // guarded by ready_mtx
+
+  /// Where every WebSocket reads into (io thread only): an idle connection
+  /// holds no read buffer of its own.
+  std::array<char, 65536> read_buf;
 };
 
 namespace {
@@ -122,29 +130,100 @@ bool offers(beast::string_view list, const std::string& name) {
   return false;
 }
 
+/// Whether `s` is valid UTF-8 (RFC 3629: no overlongs, no surrogates).
+bool valid_utf8(const std::string& s) {
+  auto p = reinterpret_cast<const unsigned char*>(s.data());
+  auto end = p + s.size();
+  while (p < end) {
+    unsigned c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0)
+        lo = 0xA0;
+      else if (c == 0xED)
+        hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0)
+        lo = 0x90;
+      else if (c == 0xF4)
+        hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (static_cast<size_t>(end - p) < len || p[1] < lo || p[1] > hi)
+      return false;
+    for (size_t i = 2; i < len; ++i)
+      if (p[i] < 0x80 || p[i] > 0xBF)
+        return false;
+    p += len;
+  }
+  return true;
+}
+
+/// A control frame (close, ping, pong): payload at most 125 bytes.
+wire_frame make_control_frame(uint8_t opcode, std::string_view payload) {
+  auto out = std::make_shared<std::string>();
+  out->push_back(static_cast<char>(0x80 | opcode));
+  out->push_back(static_cast<char>(payload.size()));
+  out->append(payload.data(), payload.size());
+  return out;
+}
+
+wire_frame make_close_frame(uint16_t code, std::string reason) {
+  if (reason.size() > 123)
+    reason.resize(123);
+  std::string payload;
+  payload.push_back(static_cast<char>(code >> 8));
+  payload.push_back(static_cast<char>(code & 0xFF));
+  payload += reason;
+  return make_control_frame(0x8, payload);
+}
+
+// Beast does the upgrade handshake; after it the connection speaks RFC 6455
+// itself on the bare socket. Server frames are unmasked, so an event's wire
+// frame is shared by all its subscribers, and whatever is queued goes out in
+// one gathered sendmsg per connection (not one Beast write per message). All
+// writes, control frames included, go through the one queue on the io
+// thread: nothing can interleave inside a frame.
 class ws_conn : public ws_sink, public std::enable_shared_from_this<ws_conn> {
 public:
   ws_conn(tcp::socket sock, server::impl* srv, ws_upgrade up)
-    : ws_(std::move(sock)), srv_(srv), proto_(up.proto),
+    : sock_(sock.get_executor()), srv_(srv), proto_(up.proto),
+      hs_(std::make_unique<websocket::stream<tcp::socket>>(std::move(sock))),
       up_(std::make_unique<ws_upgrade>(std::move(up))) {}
 
   ~ws_conn() override { finish(); }
 
   void accept(http::request<http::string_body> req) {
     websocket::stream_base::timeout t;
-    t.handshake_timeout = std::chrono::seconds(1); // also bounds the close
+    t.handshake_timeout = std::chrono::seconds(1);
     t.idle_timeout = websocket::stream_base::none();
     t.keep_alive_pings = false;
-    ws_.set_option(t);
-    ws_.read_message_max(srv_->opts.max_frame);
+    hs_->set_option(t);
     if (proto_)
-      ws_.set_option(websocket::stream_base::decorator(
+      hs_->set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) {
           res.set(http::field::sec_websocket_protocol, proto_subprotocol);
         }));
-    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+    hs_->async_accept(req, [self = shared_from_this()](beast::error_code ec) {
       if (ec)
         return;
+      // From here on the bare socket: the Beast stream (and its buffers)
+      // goes, which also keeps idle connections small.
+      self->sock_ = std::move(self->hs_->next_layer());
+      self->hs_.reset();
+      beast::error_code ignored;
+      self->sock_.non_blocking(true, ignored);
+      self->sock_.set_option(tcp::no_delay(true), ignored);
       self->srv_->add_ws(self.get(), self);
       self->registered_ = true;
       ++self->srv_->stats->ws_connections;
@@ -156,9 +235,17 @@ public:
   }
 
   bool send_text(std::string text, int64_t event_ts) override {
+    std::vector<outgoing_frame> one;
+    one.push_back({make_wire_frame(text, proto_), event_ts});
+    return send_frames(std::move(one));
+  }
+
+  bool send_frames(std::vector<outgoing_frame> frames) override {
     if (closing_.load())
       return false;
-    auto n = text.size();
+    size_t n = 0;
+    for (auto& f : frames)
+      n += f.wire->size();
     auto total = queued_.fetch_add(n) + n;
     if (total > srv_->opts.client_queue_bytes) {
       queued_ -= n;
@@ -172,7 +259,11 @@ public:
     bool post = false;
     {
       std::lock_guard<std::mutex> guard{incoming_mtx_};
-      incoming_.push_back(frame{std::move(text), event_ts});
+      if (incoming_.empty())
+        incoming_ = std::move(frames);
+      else
+        for (auto& f : frames)
+          incoming_.push_back(std::move(f));
       post = !take_posted_;
       take_posted_ = true;
     }
@@ -183,21 +274,25 @@ public:
 
   /// On the io thread: moves the frames queued by other threads to `out_`.
   void take_incoming() {
-    std::vector<frame> batch;
+    std::vector<outgoing_frame> batch;
     {
       std::lock_guard<std::mutex> guard{incoming_mtx_};
       batch.swap(incoming_);
       take_posted_ = false;
     }
-    if (close_started_) {
+    if (close_queued_) {
       for (auto& f : batch)
-        queued_ -= f.text.size();
+        queued_ -= f.wire->size();
       return;
     }
-    for (auto& f : batch)
-      out_.push_back(std::move(f));
-    if (!writing_)
-      write_next();
+    if (out_count() == 0) {
+      out_.swap(batch);
+      out_head_ = 0;
+    } else {
+      for (auto& f : batch)
+        out_.push_back(std::move(f));
+    }
+    flush();
   }
 
   size_t queued_bytes() const noexcept override { return queued_.load(); }
@@ -214,66 +309,15 @@ private:
   void close_impl(uint16_t code, std::string reason, bool discard) {
     if (closing_.exchange(true))
       return;
-    net::post(ws_.get_executor(), [self = shared_from_this(), code,
-                                   reason = std::move(reason), discard] {
-      if (discard) {
-        while (self->out_count() > 0) { // not the frame being written
-          self->queued_ -= self->out_.back().text.size();
-          self->out_.pop_back();
-        }
-      }
-      self->pending_close_ = websocket::close_reason{
-        static_cast<websocket::close_code>(code), reason};
-      if (!self->writing_)
-        self->do_close();
+    net::post(sock_.get_executor(), [self = shared_from_this(), code,
+                                     reason = std::move(reason), discard] {
+      if (discard)
+        self->discard_unsent();
+      self->queue_close(code, reason);
     });
   }
 
-  /// While several frames are queued, TCP_CORK lets the kernel put them in
-  /// full segments (one transmit for many frames); uncorking when the queue
-  /// is empty sends the rest at once. Beast writes one frame per call, so
-  /// this is where the coalescing happens.
-  void cork(bool on) {
-    if (corked_ == on)
-      return;
-    corked_ = on;
-    int v = on ? 1 : 0;
-    ::setsockopt(ws_.next_layer().native_handle(), IPPROTO_TCP,
-                 TCP_CORK, &v, sizeof v);
-  }
-
-  void do_close() {
-    if (close_started_ || !pending_close_)
-      return;
-    close_started_ = true;
-    cork(false);
-    ws_.async_close(*pending_close_,
-                    [self = shared_from_this()](beast::error_code) {});
-  }
-
-  void read() {
-    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec,
-                                                     std::size_t) {
-      if (ec) {
-        if (ec == websocket::error::message_too_big)
-          ++self->srv_->stats->ws_oversize_closed;
-        self->closing_ = true;
-        self->finish();
-        return;
-      }
-      bool text = self->ws_.got_text();
-      auto data = beast::buffers_to_string(self->buf_.data());
-      // Free the read buffer between messages (Beast sizes it to at least
-      // a TCP frame): ~1.5 KB per idle connection.
-      self->buf_.consume(self->buf_.size());
-      self->buf_.shrink_to_fit();
-      if (text)
-        self->handler_->on_text(std::move(data));
-      else
-        self->handler_->on_binary(std::move(data));
-      self->read();
-    });
-  }
+  // -- writing ----------------------------------------------------------------
 
   size_t out_count() const noexcept { return out_.size() - out_head_; }
 
@@ -282,40 +326,316 @@ private:
       return;
     out_head_ = 0;
     if (out_.capacity() > 64)
-      std::vector<frame>{}.swap(out_); // a burst is over
+      std::vector<outgoing_frame>{}.swap(out_); // a burst is over
     else
       out_.clear();
   }
 
-  void write_next() {
-    writing_ = true;
-    if (out_count() > 2)
-      cork(true);
-    writing_frame_ = std::move(out_[out_head_]);
-    pop_out();
-    if (writing_frame_.event_ts != 0)
-      srv_->stats->publish_to_send.observe(now_us() - writing_frame_.event_ts);
-    ws_.text(!proto_);
-    ws_.async_write(net::buffer(writing_frame_.text),
-                    [self = shared_from_this()](beast::error_code ec,
-                                                std::size_t) {
-                      self->writing_ = false;
-                      self->queued_ -= self->writing_frame_.text.size();
-                      self->writing_frame_ = frame{};
-                      if (ec)
-                        return; // the read fails too and finishes
-                      if (self->out_count() > 0 && !self->close_started_)
-                        return self->write_next();
-                      self->cork(false);
-                      if (self->pending_close_)
-                        self->do_close();
-                    });
+  /// Drops the queued frames not yet started (a partly written one stays:
+  /// the peer must get whole frames).
+  void discard_unsent() {
+    auto keep = out_head_ + (out_offset_ > 0 ? 1 : 0);
+    while (out_.size() > keep && out_.size() > out_head_) {
+      queued_ -= out_.back().wire->size();
+      out_.pop_back();
+    }
+    if (out_count() == 0) {
+      out_.clear();
+      out_head_ = 0;
+    }
+  }
+
+  /// Queues a close frame after what is queued; nothing follows it.
+  void queue_close(uint16_t code, const std::string& reason) {
+    closing_ = true;
+    if (close_queued_ || !sock_.is_open())
+      return;
+    close_queued_ = true;
+    close_wire_ = make_close_frame(code, reason);
+    queued_ += close_wire_->size();
+    out_.push_back({close_wire_, 0});
+    flush();
+  }
+
+  /// Control frames (pong) go into the same queue as everything else.
+  void queue_control(wire_frame f) {
+    if (close_queued_)
+      return;
+    queued_ += f->size();
+    out_.push_back({std::move(f), 0});
+    flush();
+  }
+
+  /// Writes as much of the queue as the socket takes, many frames per
+  /// sendmsg; waits for the socket when it is full.
+  void flush() {
+    if (write_waiting_ || write_failed_ || !sock_.is_open())
+      return;
+    int fd = sock_.native_handle();
+    while (out_count() > 0) {
+      std::array<iovec, 64> iov;
+      size_t k = 0;
+      for (size_t i = out_head_; i < out_.size() && k < iov.size(); ++i, ++k) {
+        auto& w = *out_[i].wire;
+        auto off = k == 0 ? out_offset_ : 0;
+        iov[k].iov_base = const_cast<char*>(w.data() + off);
+        iov[k].iov_len = w.size() - off;
+      }
+      msghdr mh{};
+      mh.msg_iov = iov.data();
+      mh.msg_iovlen = k;
+      auto sent = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+      if (sent < 0) {
+        if (errno == EINTR)
+          continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          return wait_writable();
+        write_failed_ = true; // the peer is gone: the read side ends it
+        discard_unsent();
+        shutdown_socket();
+        return;
+      }
+      auto now = now_us();
+      auto left = static_cast<size_t>(sent);
+      while (left > 0) {
+        auto& f = out_[out_head_];
+        auto rest = f.wire->size() - out_offset_;
+        if (left < rest) {
+          out_offset_ += left;
+          break;
+        }
+        left -= rest;
+        out_offset_ = 0;
+        queued_ -= f.wire->size();
+        if (f.event_ts != 0)
+          srv_->stats->publish_to_send.observe(now - f.event_ts);
+        bool was_close = close_wire_ && f.wire == close_wire_;
+        pop_out();
+        if (was_close)
+          close_written();
+      }
+    }
+  }
+
+  void wait_writable() {
+    write_waiting_ = true;
+    sock_.async_wait(tcp::socket::wait_write,
+                     [self = shared_from_this()](beast::error_code ec) {
+                       self->write_waiting_ = false;
+                       if (!ec)
+                         self->flush();
+                     });
+  }
+
+  /// Our close frame is out: the peer answers with its own (then we close
+  /// the TCP connection), or we stop waiting after a second.
+  void close_written() {
+    if (peer_closed_)
+      return shutdown_socket();
+    close_timer_ = std::make_unique<net::steady_timer>(sock_.get_executor());
+    close_timer_->expires_after(std::chrono::seconds(1));
+    close_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec)
+        self->shutdown_socket();
+    });
+  }
+
+  void shutdown_socket() {
+    if (close_timer_)
+      close_timer_->cancel();
+    if (!sock_.is_open())
+      return;
+    beast::error_code ignored;
+    sock_.shutdown(tcp::socket::shutdown_both, ignored);
+    sock_.close(ignored); // the pending read wait ends: finish()
+  }
+
+  // -- reading ----------------------------------------------------------------
+
+  void read() {
+    if (!sock_.is_open())
+      return finish();
+    sock_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](beast::error_code ec) {
+                       self->on_readable(ec);
+                     });
+  }
+
+  void on_readable(beast::error_code ec) {
+    if (ec)
+      return finish();
+    auto& buf = srv_->read_buf;
+    auto n = ::recv(sock_.native_handle(), buf.data(), buf.size(), 0);
+    if (n == 0)
+      return gone();
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return read();
+      return gone();
+    }
+    // After a protocol error the rest is read and dropped (closing the
+    // socket with unread bytes would reset it before the peer reads our
+    // close frame).
+    if (!draining_ && !consume(buf.data(), static_cast<size_t>(n))
+        && !draining_)
+      return;
+    read();
+  }
+
+  /// The peer went away (or reset): nothing more can be sent.
+  void gone() {
+    write_failed_ = true;
+    discard_unsent();
+    shutdown_socket();
+    finish();
+  }
+
+  /// A protocol violation: close with `code` (queued frames are dropped)
+  /// and stop reading the peer's messages.
+  void fail(uint16_t code, const char* reason) {
+    draining_ = true;
+    finish();
+    if (close_queued_)
+      return; // ours is on its way already
+    discard_unsent();
+    queue_close(code, reason);
+  }
+
+  /// Parses the frames in the bytes read; returns false when reading stops.
+  bool consume(const char* data, size_t n) {
+    std::string joined;
+    if (!partial_.empty()) {
+      partial_.append(data, n);
+      joined.swap(partial_);
+      data = joined.data();
+      n = joined.size();
+    }
+    size_t pos = 0;
+    while (pos < n) {
+      auto used = frame_at(data + pos, n - pos);
+      if (used < 0)
+        return false;
+      if (used == 0)
+        break;
+      pos += static_cast<size_t>(used);
+    }
+    if (pos < n)
+      partial_.assign(data + pos, n - pos);
+    else
+      std::string{}.swap(partial_);
+    return true;
+  }
+
+  /// Handles the frame at `p` if it is complete: returns the bytes it took,
+  /// 0 when more are needed, -1 when reading stops.
+  ptrdiff_t frame_at(const char* p, size_t n) {
+    auto b = reinterpret_cast<const unsigned char*>(p);
+    if (n < 2)
+      return 0;
+    bool fin = b[0] & 0x80;
+    unsigned opcode = b[0] & 0x0F;
+    bool masked = b[1] & 0x80;
+    uint64_t len = b[1] & 0x7F;
+    size_t hdr = 2;
+    if (len == 126) {
+      if (n < 4)
+        return 0;
+      len = (uint64_t{b[2]} << 8) | b[3];
+      hdr = 4;
+    } else if (len == 127) {
+      if (n < 10)
+        return 0;
+      len = 0;
+      for (int i = 0; i < 8; ++i)
+        len = (len << 8) | b[2 + i];
+      hdr = 10;
+    }
+    bool control = opcode & 0x8;
+    if ((b[0] & 0x70) != 0 || !masked
+        || (control && (!fin || len > 125 || opcode > 0xA))
+        || (!control && opcode > 0x2)
+        || (opcode == 0 && !msg_active_)
+        || ((opcode == 1 || opcode == 2) && msg_active_)) {
+      fail(static_cast<uint16_t>(websocket::close_code::protocol_error),
+           "protocol error");
+      return -1;
+    }
+    if (!control && (len > srv_->opts.max_frame
+                     || msg_.size() + len > srv_->opts.max_frame)) {
+      ++srv_->stats->ws_oversize_closed;
+      fail(static_cast<uint16_t>(websocket::close_code::too_big),
+           "message too big");
+      return -1;
+    }
+    hdr += 4;
+    if (n < hdr || n - hdr < len)
+      return 0;
+    const unsigned char* key = b + hdr - 4;
+    std::string payload(p + hdr, static_cast<size_t>(len));
+    for (size_t i = 0; i < payload.size(); ++i)
+      payload[i] = static_cast<char>(payload[i] ^ key[i % 4]);
+    auto used = static_cast<ptrdiff_t>(hdr + len);
+    if (control)
+      return on_control(opcode, std::move(payload)) ? used : -1;
+    if (close_queued_)
+      return used; // closing: the peer's messages reach nobody
+    if (opcode != 0) {
+      msg_active_ = true;
+      msg_binary_ = opcode == 2;
+      msg_ = std::move(payload);
+    } else {
+      msg_ += payload;
+    }
+    if (!fin)
+      return used;
+    msg_active_ = false;
+    auto msg = std::move(msg_);
+    std::string{}.swap(msg_);
+    if (msg_binary_) {
+      handler_->on_binary(std::move(msg));
+    } else {
+      if (!valid_utf8(msg)) {
+        fail(static_cast<uint16_t>(websocket::close_code::bad_payload),
+             "invalid UTF-8");
+        return -1;
+      }
+      handler_->on_text(std::move(msg));
+    }
+    return used;
+  }
+
+  bool on_control(unsigned opcode, std::string payload) {
+    if (opcode == 0x9) {
+      queue_control(make_control_frame(0xA, payload));
+      return true;
+    }
+    if (opcode == 0xA)
+      return true;
+    // Close: echo the code (unless we are closing already), then close TCP.
+    peer_closed_ = true;
+    closing_ = true;
+    if (close_queued_) {
+      // Ours is queued or out already: once it is written we close.
+      if (out_count() == 0)
+        shutdown_socket();
+      finish();
+      return false;
+    }
+    uint16_t code = static_cast<uint16_t>(websocket::close_code::normal);
+    if (payload.size() >= 2)
+      code = static_cast<uint16_t>(
+        (static_cast<unsigned char>(payload[0]) << 8)
+        | static_cast<unsigned char>(payload[1]));
+    finish();
+    queue_close(code, "");
+    return false;
   }
 
   void finish() {
     if (finished_)
       return;
     finished_ = true;
+    closing_ = true;
     if (registered_) {
       srv_->remove_ws(this);
       --srv_->stats->ws_open;
@@ -324,34 +644,35 @@ private:
       handler_->on_closed();
   }
 
-  struct frame {
-    std::string text;
-    int64_t event_ts = 0; // a live event's publish time (histogram), or 0
-  };
-
-  // On the bare socket, not a beast::tcp_stream: the WebSocket has its own
-  // timeouts, and tcp_stream's two timers cost memory per idle connection.
-  websocket::stream<tcp::socket> ws_;
+  tcp::socket sock_;
   server::impl* srv_;
   bool proto_; // binary protobuf frames
+  // Until the upgrade is done: Beast's stream, then only the socket.
+  std::unique_ptr<websocket::stream<tcp::socket>> hs_;
   std::unique_ptr<ws_upgrade> up_; // until the handler is opened
-  beast::flat_buffer buf_;
   std::shared_ptr<ws_handler> handler_;
-  // Frames to write, oldest at out_head_, and the one being written (owned
-  // apart: the vector may reallocate meanwhile). A vector, not a std::deque:
-  // an empty libstdc++ deque still holds ~600 bytes, per idle connection.
-  std::vector<frame> out_;
+  // Frames to write, oldest at out_head_, of which out_offset_ bytes are
+  // written. A vector, not a std::deque: an empty libstdc++ deque still
+  // holds ~600 bytes, per idle connection.
+  std::vector<outgoing_frame> out_;
   size_t out_head_ = 0;
-  frame writing_frame_;
+  size_t out_offset_ = 0;
+  wire_frame close_wire_; // our close frame, once queued
+  std::unique_ptr<net::steady_timer> close_timer_;
+  std::string partial_; // bytes of an incomplete frame
+  std::string msg_;     // a fragmented message so far
   std::mutex incoming_mtx_;
-  std::vector<frame> incoming_; // guarded by incoming_mtx_
-  bool take_posted_ = false;          // guarded by incoming_mtx_
-  bool corked_ = false;
-  bool writing_ = false;
-  bool close_started_ = false;
+  std::vector<outgoing_frame> incoming_; // guarded by incoming_mtx_
+  bool take_posted_ = false;             // guarded by incoming_mtx_
+  bool msg_active_ = false;
+  bool msg_binary_ = false;
+  bool write_waiting_ = false;
+  bool write_failed_ = false;
+  bool close_queued_ = false;
+  bool peer_closed_ = false;
+  bool draining_ = false; // after a protocol error: input is dropped
   bool finished_ = false;
   bool registered_ = false;
-  std::optional<websocket::close_reason> pending_close_;
   std::atomic<size_t> queued_{0};
   std::atomic<bool> closing_{false};
 };

@@ -59,6 +59,7 @@ struct ws_state {
   // that cannot be the peer's; the session itself checks the connection.
   std::set<std::string> attached;
   std::map<std::string, bool> scope_seen; // in_scope answers by session id
+  std::vector<outgoing_frame> outbox;     // event frames not yet handed over
   static inline const char* name = "ws_connection";
 };
 
@@ -68,10 +69,30 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void send_frame(self_ptr self, std::string frame, int64_t event_ts = 0) {
+/// Hands the event frames gathered so far to the connection in one call.
+void flush_outbox(self_ptr self) {
+  auto& st = self->state;
+  if (st.outbox.empty())
+    return;
+  auto frames = std::move(st.outbox);
+  st.outbox.clear();
+  st.ctx->if_open([&] {
+    if (auto s = st.sink.lock())
+      s->send_frames(std::move(frames));
+  });
+}
+
+/// Flushes the outbox when a delivery step ends, however it ends.
+struct flush_at_exit {
+  self_ptr self;
+  ~flush_at_exit() { flush_outbox(self); }
+};
+
+void send_frame(self_ptr self, std::string frame) {
+  flush_outbox(self); // events gathered before it go first
   self->state.ctx->if_open([&] {
     if (auto s = self->state.sink.lock())
-      s->send_text(std::move(frame), event_ts);
+      s->send_text(std::move(frame));
   });
 }
 
@@ -99,33 +120,44 @@ void send_error(self_ptr self, const caf::error& err, const json& ref,
 } // namespace
 
 /// Event frames serialized once and shared by every subscriber of the
-/// session (fan-out: one serialization per event, not per client). Keyed by
-/// (session, seq): a delivered event is durable and never changes. A
-/// direct-mapped table with striped locks; a collision only costs a second
-/// serialization.
+/// session (fan-out: one serialization per event, not per client), as whole
+/// wire frames (header included: server frames are unmasked), JSON and
+/// protobuf apart. Keyed by (session, seq): a delivered event is durable and
+/// never changes. A direct-mapped table with striped locks; a collision only
+/// costs a second serialization.
 class frame_cache {
 public:
-  std::string frame(const event& e) {
+  wire_frame frame(const event& e, bool proto) {
     auto h = std::hash<std::string>{}(e.session_id)
              ^ (e.seq * 0x9E3779B97F4A7C15ull);
     auto k = h % slots_.size();
     auto& slot = slots_[k];
     std::lock_guard<std::mutex> guard{locks_[k % locks_.size()]};
     if (slot.seq != e.seq || slot.session != e.session_id) {
-      auto j = to_json(e);
-      j["op"] = "event";
-      slot.text = dump(j);
+      slot.json = nullptr;
+      slot.proto = nullptr;
       slot.session = e.session_id;
       slot.seq = e.seq;
     }
-    return slot.text;
+    auto& wire = proto ? slot.proto : slot.json;
+    if (!wire) {
+      if (proto) {
+        wire = make_wire_frame(event_to_proto(e), true);
+      } else {
+        auto j = to_json(e);
+        j["op"] = "event";
+        wire = make_wire_frame(dump(j), false);
+      }
+    }
+    return wire;
   }
 
 private:
   struct slot_type {
     std::string session;
     uint64_t seq = 0; // 0: empty (seqs start at 1)
-    std::string text;
+    wire_frame json;
+    wire_frame proto;
   };
   std::array<slot_type, 4096> slots_;
   std::array<std::mutex, 64> locks_;
@@ -139,11 +171,10 @@ namespace {
 
 /// `live`: straight from the hub (its ts feeds the publish-to-send
 /// histogram), not read back from the store.
+/// Gathered in the outbox: the caller flushes it (flush_at_exit).
 void send_event(self_ptr self, const event& e, bool live) {
-  // Protobuf connections are rare: their frames are not shared.
-  auto frame = self->state.proto ? event_to_proto(e)
-                                 : self->state.ctx->frames->frame(e);
-  send_frame(self, std::move(frame), live ? e.ts : 0);
+  auto& st = self->state;
+  st.outbox.push_back({st.ctx->frames->frame(e, st.proto), live ? e.ts : 0});
 }
 
 /// Ends an unloaded session's subscription once it sent what there was.
@@ -163,6 +194,7 @@ void replay_step(self_ptr self, const std::string& id);
 template <class Iter>
 void deliver(self_ptr self, const std::string& id, subscription& sub,
              Iter first, Iter last) {
+  flush_at_exit flush{self};
   for (; first != last; ++first) {
     auto& e = *first;
     if (e.seq <= sub.last_sent)
@@ -189,6 +221,7 @@ void replay_step(self_ptr self, const std::string& id) {
   auto i = self->state.subs.find(id);
   if (i == self->state.subs.end() || !i->second.replaying)
     return;
+  flush_at_exit flush{self};
   auto& sub = i->second;
   // Strong references to the sink are taken only under if_open (see
   // api_context), so none outlives the server.
