@@ -1,5 +1,6 @@
 #include "actors/client_hub.hpp"
 
+#include <memory>
 #include <set>
 #include <unordered_map>
 
@@ -175,11 +176,14 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
       sc.last_seq = last;
       // One message for every client of the session.
       auto msg = caf::make_message(events_atom::value, id, std::move(events));
+      // The id shared by every client's credit handler: a copy each would
+      // be an allocation per client and batch.
+      auto sid = std::make_shared<const std::string>(id);
       auto dropped = sc.bus.deliver(
         self, msg, n, last, st.opts.client_window,
-        [self, id](const caf::actor_addr& a, uint64_t k) {
+        [self, sid](const caf::actor_addr& a, uint64_t k) {
           auto& st = self->state;
-          if (auto j = st.sessions.find(id); j != st.sessions.end())
+          if (auto j = st.sessions.find(*sid); j != st.sessions.end())
             j->second.bus.credit(a, k);
         });
       for (auto& [client, upto] : dropped) {

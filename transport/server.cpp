@@ -490,10 +490,13 @@ private:
     finish();
   }
 
-  /// A protocol violation: close with `code` (queued frames are dropped)
-  /// and stop reading the peer's messages.
-  void fail(uint16_t code, const char* reason) {
-    draining_ = true;
+  /// A protocol violation: close with `code` (queued frames are dropped);
+  /// the peer's messages reach nobody any more. `framing_ok`: the frames
+  /// can still be followed (to see the peer's close), else the rest of the
+  /// input is dropped unread.
+  void fail(uint16_t code, const char* reason, bool framing_ok) {
+    if (!framing_ok)
+      draining_ = true;
     finish();
     if (close_queued_)
       return; // ours is on its way already
@@ -512,10 +515,16 @@ private:
     }
     size_t pos = 0;
     while (pos < n) {
+      if (skip_ > 0) { // the rest of a refused frame
+        auto k = static_cast<size_t>(std::min<uint64_t>(skip_, n - pos));
+        pos += k;
+        skip_ -= k;
+        continue;
+      }
       auto used = frame_at(data + pos, n - pos);
       if (used < 0)
         return false;
-      if (used == 0)
+      if (used == 0 && skip_ == 0)
         break;
       pos += static_cast<size_t>(used);
     }
@@ -557,15 +566,20 @@ private:
         || (opcode == 0 && !msg_active_)
         || ((opcode == 1 || opcode == 2) && msg_active_)) {
       fail(static_cast<uint16_t>(websocket::close_code::protocol_error),
-           "protocol error");
+           "protocol error", false);
       return -1;
     }
     if (!control && (len > srv_->opts.max_frame
                      || msg_.size() + len > srv_->opts.max_frame)) {
-      ++srv_->stats->ws_oversize_closed;
+      if (!close_queued_)
+        ++srv_->stats->ws_oversize_closed;
       fail(static_cast<uint16_t>(websocket::close_code::too_big),
-           "message too big");
-      return -1;
+           "message too big", true);
+      // Skipped unread (not held in memory), then the frames go on.
+      msg_active_ = false;
+      std::string{}.swap(msg_);
+      skip_ = hdr + 4 + len;
+      return 0;
     }
     hdr += 4;
     if (n < hdr || n - hdr < len)
@@ -596,8 +610,8 @@ private:
     } else {
       if (!valid_utf8(msg)) {
         fail(static_cast<uint16_t>(websocket::close_code::bad_payload),
-             "invalid UTF-8");
-        return -1;
+             "invalid UTF-8", true);
+        return used;
       }
       handler_->on_text(std::move(msg));
     }
@@ -670,7 +684,8 @@ private:
   bool write_failed_ = false;
   bool close_queued_ = false;
   bool peer_closed_ = false;
-  bool draining_ = false; // after a protocol error: input is dropped
+  bool draining_ = false; // after a framing error: input is dropped
+  uint64_t skip_ = 0;     // bytes of a refused frame still to drop
   bool finished_ = false;
   bool registered_ = false;
   std::atomic<size_t> queued_{0};

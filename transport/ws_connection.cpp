@@ -119,6 +119,35 @@ void send_error(self_ptr self, const caf::error& err, const json& ref,
 
 } // namespace
 
+/// The "event" op of `e` as JSON text. Its data is JSON text already: when
+/// it is valid (checked without building it), it goes in as it is, not
+/// parsed and dumped again; the keys in the order `dump` gives them.
+namespace {
+
+std::string event_op_json(const event& e) {
+  if (!json::accept(e.data)) {
+    auto j = to_json(e); // not JSON: the data becomes a string
+    j["op"] = "event";
+    return dump(j);
+  }
+  std::string out;
+  out.reserve(e.data.size() + e.session_id.size() + e.type.size() + 96);
+  out += "{\"data\":";
+  out += e.data;
+  out += ",\"op\":\"event\",\"seq\":";
+  out += std::to_string(e.seq);
+  out += ",\"session\":";
+  out += dump(json(e.session_id));
+  out += ",\"ts\":";
+  out += std::to_string(e.ts);
+  out += ",\"type\":";
+  out += dump(json(e.type));
+  out += '}';
+  return out;
+}
+
+} // namespace
+
 /// Event frames serialized once and shared by every subscriber of the
 /// session (fan-out: one serialization per event, not per client), as whole
 /// wire frames (header included: server frames are unmasked), JSON and
@@ -144,9 +173,7 @@ public:
       if (proto) {
         wire = make_wire_frame(event_to_proto(e), true);
       } else {
-        auto j = to_json(e);
-        j["op"] = "event";
-        wire = make_wire_frame(dump(j), false);
+        wire = make_wire_frame(event_op_json(e), false);
       }
     }
     return wire;

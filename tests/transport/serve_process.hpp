@@ -316,6 +316,33 @@ public:
     return std::nullopt;
   }
 
+  /// One text message sent as `parts` frames (a fragmented message).
+  void send_fragmented(const std::string& s, size_t parts) {
+    ws_.text(true);
+    auto step = (s.size() + parts - 1) / parts;
+    for (size_t pos = 0; pos < s.size(); pos += step) {
+      auto n = std::min(step, s.size() - pos);
+      ws_.write_some(pos + n == s.size(), net::buffer(s.data() + pos, n));
+    }
+  }
+
+  /// Sends a ping; the pongs that come back (read while reading frames)
+  /// land in `pongs`.
+  void ping(const std::string& payload) {
+    ws_.control_callback(
+      [this](websocket::frame_type kind, beast::string_view p) {
+        if (kind == websocket::frame_type::pong)
+          pongs.emplace_back(p);
+      });
+    ws_.ping(websocket::ping_data{payload.c_str()});
+  }
+  std::vector<std::string> pongs;
+
+  /// Writes bytes straight to the socket, past the WebSocket framing.
+  void send_raw(const std::string& bytes) {
+    net::write(beast::get_lowest_layer(ws_).socket(), net::buffer(bytes));
+  }
+
   /// The close code the server sent (after a read failed with `closed`).
   uint16_t close_code() const { return ws_.reason().code; }
 

@@ -447,6 +447,45 @@ TEST_F(serve_test, bad_frames_get_error_ops_and_the_connection_keeps_working) {
   EXPECT_EQ((*e)["seq"], base + 1);
 }
 
+TEST_F(serve_test, pings_fragments_and_framing_errors_follow_rfc_6455) {
+  auto id = create()["id"].get<std::string>();
+  ws_client ws{proc->port};
+  ws.send({{"op", "subscribe"}, {"session", id}, {"ref", 1}});
+  ASSERT_TRUE(ws.read_op("subscribed", 1));
+  // A ping is answered with its payload, in between live events.
+  ws.ping("are you there");
+  post_message(id, "one");
+  auto e = ws.read_op("event");
+  ASSERT_TRUE(e);
+  ASSERT_EQ(ws.pongs.size(), 1u);
+  EXPECT_EQ(ws.pongs[0], "are you there");
+  // A message in three frames is one op.
+  ws.send_fragmented(json{{"op", "unsubscribe"}, {"session", id}, {"ref", 2}}
+                       .dump(),
+                     3);
+  auto u = ws.read_op("unsubscribed", 2);
+  ASSERT_TRUE(u);
+  EXPECT_EQ((*u)["session"], id);
+  // Invalid UTF-8 in a text frame: 1007, and nothing reaches the session.
+  auto before = last_seq(id);
+  ws_client bad_text{proc->port};
+  bad_text.send_text(std::string("{\"op\":\"send\",\"data\":\"\xff\xfe\"}"));
+  EXPECT_FALSE(bad_text.read());
+  EXPECT_EQ(bad_text.close_code(), 1007) << bad_text.last_error.message();
+  // An unmasked client frame breaks the protocol: 1002.
+  ws_client unmasked{proc->port};
+  unmasked.send_raw(std::string("\x81\x02hi", 4));
+  EXPECT_FALSE(unmasked.read());
+  EXPECT_EQ(unmasked.close_code(), 1002) << unmasked.last_error.message();
+  EXPECT_EQ(last_seq(id), before);
+  // The first client is unaffected and closes cleanly.
+  ws.send({{"op", "subscribe"}, {"session", id}, {"ref", 3}});
+  EXPECT_TRUE(ws.read_op("subscribed", 3));
+  ws.close();
+  auto m = call(verb::get, "/metrics");
+  EXPECT_NE(m.body.find("sessionhost_ws_connections_open 0"), std::string::npos) << m.body;
+}
+
 class serve_short_heartbeat : public serve_test {
 protected:
   void SetUp() override {
