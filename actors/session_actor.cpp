@@ -51,10 +51,6 @@ struct session_data : session_control, session_context {
   // error when it never will be (fenced).
   std::vector<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
   event_bus bus;
-  bool store_failing = false;
-  // A change with no event of its own (the peer forgotten after its grace)
-  // still has to be written: the next flush carries a snapshot anyway.
-  bool snapshot_due = false;
 
   // -- the durable view (output gate for reads) ---------------------------------
   // What info/sync/replies show: the session as of its last durable seq,
@@ -70,6 +66,12 @@ struct session_data : session_control, session_context {
     std::vector<std::function<void(const caf::error&)>> when_settled;
   };
   std::unique_ptr<durable_views> views;
+
+  // (the bools together: no padding between them and the hooks' flags)
+  bool store_failing = false;
+  // A change with no event of its own (the peer forgotten after its grace)
+  // still has to be written: the next flush carries a snapshot anyway.
+  bool snapshot_due = false;
 
   // -- hooks, timers, unloading -----------------------------------------------
   bool emitting = false;
