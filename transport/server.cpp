@@ -130,100 +130,94 @@ bool offers(beast::string_view list, const std::string& name) {
   return false;
 }
 
-/// Whether `s` is valid UTF-8 (RFC 3629: no overlongs, no surrogates).
-bool valid_utf8(const std::string& s) {
-  auto p = reinterpret_cast<const unsigned char*>(s.data());
-  auto end = p + s.size();
-  while (p < end) {
-    unsigned c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0)
-        lo = 0xA0;
-      else if (c == 0xED)
-        hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0)
-        lo = 0x90;
-      else if (c == 0xF4)
-        hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (static_cast<size_t>(end - p) < len || p[1] < lo || p[1] > hi)
-      return false;
-    for (size_t i = 2; i < len; ++i)
-      if (p[i] < 0x80 || p[i] > 0xBF)
-        return false;
-    p += len;
+/// The layer under each connection's Beast WebSocket stream: reads come from
+/// the socket; whatever Beast writes (the upgrade response, pongs, close
+/// frames) is copied as one whole entry into the connection's outgoing queue,
+/// the same queue the shared event frames go into, and the write completes
+/// at once. One queue, one writer: nothing can interleave inside a frame.
+class ws_next_layer {
+public:
+  using executor_type = tcp::socket::executor_type;
+
+  ws_next_layer(tcp::socket sock, ws_conn* conn)
+    : sock_(std::move(sock)), conn_(conn) {}
+
+  executor_type get_executor() noexcept { return sock_.get_executor(); }
+
+  tcp::socket& socket() noexcept { return sock_; }
+  ws_conn& conn() noexcept { return *conn_; }
+
+  template <class MutableBuffers, class ReadHandler>
+  auto async_read_some(const MutableBuffers& buffers, ReadHandler&& handler) {
+    return sock_.async_read_some(buffers,
+                                 std::forward<ReadHandler>(handler));
   }
-  return true;
-}
 
-/// A control frame (close, ping, pong): payload at most 125 bytes.
-wire_frame make_control_frame(uint8_t opcode, std::string_view payload) {
-  auto out = std::make_shared<std::string>();
-  out->push_back(static_cast<char>(0x80 | opcode));
-  out->push_back(static_cast<char>(payload.size()));
-  out->append(payload.data(), payload.size());
-  return out;
-}
+  template <class ConstBuffers, class WriteHandler>
+  auto async_write_some(const ConstBuffers& buffers, WriteHandler&& handler) {
+    return net::async_initiate<WriteHandler,
+                               void(beast::error_code, size_t)>(
+      [this](auto h, const ConstBuffers& b) {
+        auto n = net::buffer_size(b);
+        std::string bytes(n, '\0');
+        net::buffer_copy(net::buffer(bytes), b);
+        queue(std::move(bytes));
+        net::post(sock_.get_executor(),
+                  beast::bind_front_handler(std::move(h), beast::error_code{},
+                                            n));
+      },
+      handler, buffers);
+  }
 
-wire_frame make_close_frame(uint16_t code, std::string reason) {
-  if (reason.size() > 123)
-    reason.resize(123);
-  std::string payload;
-  payload.push_back(static_cast<char>(code >> 8));
-  payload.push_back(static_cast<char>(code & 0xFF));
-  payload += reason;
-  return make_control_frame(0x8, payload);
-}
+  /// Beast closes the lowest layer on a timeout (handshake, close).
+  friend void beast_close_socket(ws_next_layer& s);
 
-// Beast does the upgrade handshake; after it the connection speaks RFC 6455
-// itself on the bare socket. Server frames are unmasked, so an event's wire
-// frame is shared by all its subscribers, and whatever is queued goes out in
-// one gathered sendmsg per connection (not one Beast write per message). All
-// writes, control frames included, go through the one queue on the io
-// thread: nothing can interleave inside a frame.
+private:
+  void queue(std::string bytes); // into the connection's outgoing queue
+
+  tcp::socket sock_;
+  ws_conn* conn_;
+};
+
+/// Beast's teardown after a close frame: once the queue (the close frame
+/// last) is written, shut down sending, read until the peer closes, close.
+template <class TeardownHandler>
+void async_teardown(beast::role_type, ws_next_layer& s,
+                    TeardownHandler&& handler);
+
+// Beast owns the WebSocket protocol for the connection's life: handshake,
+// reading and validating client frames (masking, fragments, UTF-8, size),
+// answering pings, the close handshake. We write only the data frames:
+// server frames are unmasked, so an event's wire frame is shared by all its
+// subscribers and goes straight into the queue; everything queued (Beast's
+// frames included) goes out in one gathered sendmsg per connection.
 class ws_conn : public ws_sink, public std::enable_shared_from_this<ws_conn> {
 public:
   ws_conn(tcp::socket sock, server::impl* srv, ws_upgrade up)
-    : sock_(sock.get_executor()), srv_(srv), proto_(up.proto),
-      hs_(std::make_unique<websocket::stream<tcp::socket>>(std::move(sock))),
+    : srv_(srv), proto_(up.proto), ws_(std::move(sock), this),
       up_(std::make_unique<ws_upgrade>(std::move(up))) {}
 
   ~ws_conn() override { finish(); }
 
   void accept(http::request<http::string_body> req) {
     websocket::stream_base::timeout t;
-    t.handshake_timeout = std::chrono::seconds(1);
+    t.handshake_timeout = std::chrono::seconds(1); // also bounds closing
     t.idle_timeout = websocket::stream_base::none();
     t.keep_alive_pings = false;
-    hs_->set_option(t);
+    ws_.set_option(t);
+    ws_.read_message_max(srv_->opts.max_frame);
+    ws_.auto_fragment(false);
     if (proto_)
-      hs_->set_option(websocket::stream_base::decorator(
+      ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) {
           res.set(http::field::sec_websocket_protocol, proto_subprotocol);
         }));
-    hs_->async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
       if (ec)
-        return;
-      // From here on the bare socket: the Beast stream (and its buffers)
-      // goes, which also keeps idle connections small.
-      self->sock_ = std::move(self->hs_->next_layer());
-      self->hs_.reset();
+        return self->shutdown_socket();
+      self->handshake_done_ = true;
       beast::error_code ignored;
-      self->sock_.non_blocking(true, ignored);
-      self->sock_.set_option(tcp::no_delay(true), ignored);
+      self->sock().set_option(tcp::no_delay(true), ignored);
       self->srv_->add_ws(self.get(), self);
       self->registered_ = true;
       ++self->srv_->stats->ws_connections;
@@ -305,15 +299,60 @@ public:
     close_impl(code, std::move(reason), false);
   }
 
+  // -- for ws_next_layer (io thread) -------------------------------------------
+
+  /// Queues bytes Beast wrote: one whole frame (or the upgrade response).
+  /// After a close frame nothing else is queued.
+  void queue_from_beast(std::string bytes) {
+    if (close_queued_ || bytes.empty())
+      return;
+    auto f = std::make_shared<const std::string>(std::move(bytes));
+    if (handshake_done_ && (static_cast<unsigned char>((*f)[0]) & 0x0F) == 0x8) {
+      close_queued_ = true;
+      closing_ = true;
+      close_wire_ = f;
+    }
+    queued_ += f->size();
+    out_.push_back({std::move(f), 0});
+    flush();
+  }
+
+  template <class Handler>
+  void start_teardown(Handler&& handler) {
+    teardown_.emplace(std::forward<Handler>(handler));
+    teardown_waiting_ = true;
+    if (out_count() == 0 || write_failed_ || !sock().is_open())
+      teardown_flushed();
+  }
+
+  void shutdown_socket() {
+    if (close_timer_)
+      close_timer_->cancel();
+    if (!sock().is_open())
+      return;
+    beast::error_code ignored;
+    sock().shutdown(tcp::socket::shutdown_both, ignored);
+    sock().close(ignored); // pending reads and waits end
+  }
+
 private:
+  tcp::socket& sock() noexcept { return ws_.next_layer().socket(); }
+
   void close_impl(uint16_t code, std::string reason, bool discard) {
     if (closing_.exchange(true))
       return;
-    net::post(sock_.get_executor(), [self = shared_from_this(), code,
-                                     reason = std::move(reason), discard] {
+    net::post(sock().get_executor(), [self = shared_from_this(), code,
+                                      reason = std::move(reason), discard] {
       if (discard)
         self->discard_unsent();
-      self->queue_close(code, reason);
+      if (self->close_queued_ || !self->sock().is_open())
+        return;
+      // Beast writes the close frame (into the queue, after what is
+      // there) and completes the handshake through the pending read.
+      self->ws_.async_close(
+        websocket::close_reason{static_cast<websocket::close_code>(code),
+                                reason},
+        [self](beast::error_code) {});
     });
   }
 
@@ -331,8 +370,8 @@ private:
       out_.clear();
   }
 
-  /// Drops the queued frames not yet started (a partly written one stays:
-  /// the peer must get whole frames).
+  /// Drops the queued event frames not yet started (a partly written one
+  /// stays: the peer must get whole frames).
   void discard_unsent() {
     auto keep = out_head_ + (out_offset_ > 0 ? 1 : 0);
     while (out_.size() > keep && out_.size() > out_head_) {
@@ -345,33 +384,12 @@ private:
     }
   }
 
-  /// Queues a close frame after what is queued; nothing follows it.
-  void queue_close(uint16_t code, const std::string& reason) {
-    closing_ = true;
-    if (close_queued_ || !sock_.is_open())
-      return;
-    close_queued_ = true;
-    close_wire_ = make_close_frame(code, reason);
-    queued_ += close_wire_->size();
-    out_.push_back({close_wire_, 0});
-    flush();
-  }
-
-  /// Control frames (pong) go into the same queue as everything else.
-  void queue_control(wire_frame f) {
-    if (close_queued_)
-      return;
-    queued_ += f->size();
-    out_.push_back({std::move(f), 0});
-    flush();
-  }
-
   /// Writes as much of the queue as the socket takes, many frames per
   /// sendmsg; waits for the socket when it is full.
   void flush() {
-    if (write_waiting_ || write_failed_ || !sock_.is_open())
+    if (write_waiting_ || write_failed_ || !sock().is_open())
       return;
-    int fd = sock_.native_handle();
+    int fd = sock().native_handle();
     while (out_count() > 0) {
       std::array<iovec, 64> iov;
       size_t k = 0;
@@ -384,7 +402,7 @@ private:
       msghdr mh{};
       mh.msg_iov = iov.data();
       mh.msg_iovlen = k;
-      auto sent = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+      auto sent = ::sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (sent < 0) {
         if (errno == EINTR)
           continue;
@@ -393,6 +411,8 @@ private:
         write_failed_ = true; // the peer is gone: the read side ends it
         discard_unsent();
         shutdown_socket();
+        if (teardown_waiting_)
+          teardown_flushed();
         return;
       }
       auto now = now_us();
@@ -415,24 +435,26 @@ private:
           close_written();
       }
     }
+    if (teardown_waiting_)
+      teardown_flushed();
   }
 
   void wait_writable() {
     write_waiting_ = true;
-    sock_.async_wait(tcp::socket::wait_write,
-                     [self = shared_from_this()](beast::error_code ec) {
-                       self->write_waiting_ = false;
-                       if (!ec)
-                         self->flush();
-                     });
+    sock().async_wait(tcp::socket::wait_write,
+                      [self = shared_from_this()](beast::error_code ec) {
+                        self->write_waiting_ = false;
+                        if (!ec)
+                          self->flush();
+                        else if (self->teardown_waiting_)
+                          self->teardown_flushed();
+                      });
   }
 
-  /// Our close frame is out: the peer answers with its own (then we close
-  /// the TCP connection), or we stop waiting after a second.
+  /// A close frame is out: the close handshake and teardown get a second,
+  /// then the TCP connection is closed regardless.
   void close_written() {
-    if (peer_closed_)
-      return shutdown_socket();
-    close_timer_ = std::make_unique<net::steady_timer>(sock_.get_executor());
+    close_timer_ = std::make_unique<net::steady_timer>(sock().get_executor());
     close_timer_->expires_after(std::chrono::seconds(1));
     close_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
       if (!ec)
@@ -440,209 +462,66 @@ private:
     });
   }
 
-  void shutdown_socket() {
-    if (close_timer_)
-      close_timer_->cancel();
-    if (!sock_.is_open())
-      return;
+  /// Teardown, once the queue is written: stop sending, read (and drop)
+  /// until the peer closes, so closing does not reset the connection
+  /// before the peer read our close frame.
+  void teardown_flushed() {
+    teardown_waiting_ = false;
+    if (!sock().is_open())
+      return teardown_done();
     beast::error_code ignored;
-    sock_.shutdown(tcp::socket::shutdown_both, ignored);
-    sock_.close(ignored); // the pending read wait ends: finish()
+    sock().shutdown(tcp::socket::shutdown_send, ignored);
+    drain_input();
+  }
+
+  void drain_input() {
+    sock().async_read_some(
+      net::buffer(srv_->read_buf),
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (!ec)
+          return self->drain_input();
+        self->teardown_done();
+      });
+  }
+
+  void teardown_done() {
+    shutdown_socket();
+    // Completed from a handler of our own, never inside async_teardown.
+    net::post(sock().get_executor(), [self = shared_from_this()] {
+      self->teardown_.maybe_invoke();
+    });
   }
 
   // -- reading ----------------------------------------------------------------
 
   void read() {
-    if (!sock_.is_open())
-      return finish();
-    sock_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](beast::error_code ec) {
-                       self->on_readable(ec);
-                     });
+    ws_.async_read(rd_, [self = shared_from_this()](beast::error_code ec,
+                                                    size_t) {
+      self->on_read(ec);
+    });
   }
 
-  void on_readable(beast::error_code ec) {
-    if (ec)
-      return finish();
-    auto& buf = srv_->read_buf;
-    auto n = ::recv(sock_.native_handle(), buf.data(), buf.size(), 0);
-    if (n == 0)
-      return gone();
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return read();
-      return gone();
-    }
-    // After a protocol error the rest is read and dropped (closing the
-    // socket with unread bytes would reset it before the peer reads our
-    // close frame).
-    if (!draining_ && !consume(buf.data(), static_cast<size_t>(n))
-        && !draining_)
-      return;
-    read();
-  }
-
-  /// The peer went away (or reset): nothing more can be sent.
-  void gone() {
-    write_failed_ = true;
-    discard_unsent();
-    shutdown_socket();
-    finish();
-  }
-
-  /// A protocol violation: close with `code` (queued frames are dropped);
-  /// the peer's messages reach nobody any more. `framing_ok`: the frames
-  /// can still be followed (to see the peer's close), else the rest of the
-  /// input is dropped unread.
-  void fail(uint16_t code, const char* reason, bool framing_ok) {
-    if (!framing_ok)
-      draining_ = true;
-    finish();
-    if (close_queued_)
-      return; // ours is on its way already
-    discard_unsent();
-    queue_close(code, reason);
-  }
-
-  /// Parses the frames in the bytes read; returns false when reading stops.
-  bool consume(const char* data, size_t n) {
-    std::string joined;
-    if (!partial_.empty()) {
-      partial_.append(data, n);
-      joined.swap(partial_);
-      data = joined.data();
-      n = joined.size();
-    }
-    size_t pos = 0;
-    while (pos < n) {
-      if (skip_ > 0) { // the rest of a refused frame
-        auto k = static_cast<size_t>(std::min<uint64_t>(skip_, n - pos));
-        pos += k;
-        skip_ -= k;
-        continue;
-      }
-      auto used = frame_at(data + pos, n - pos);
-      if (used < 0)
-        return false;
-      if (used == 0 && skip_ == 0)
-        break;
-      pos += static_cast<size_t>(used);
-    }
-    if (pos < n)
-      partial_.assign(data + pos, n - pos);
-    else
-      std::string{}.swap(partial_);
-    return true;
-  }
-
-  /// Handles the frame at `p` if it is complete: returns the bytes it took,
-  /// 0 when more are needed, -1 when reading stops.
-  ptrdiff_t frame_at(const char* p, size_t n) {
-    auto b = reinterpret_cast<const unsigned char*>(p);
-    if (n < 2)
-      return 0;
-    bool fin = b[0] & 0x80;
-    unsigned opcode = b[0] & 0x0F;
-    bool masked = b[1] & 0x80;
-    uint64_t len = b[1] & 0x7F;
-    size_t hdr = 2;
-    if (len == 126) {
-      if (n < 4)
-        return 0;
-      len = (uint64_t{b[2]} << 8) | b[3];
-      hdr = 4;
-    } else if (len == 127) {
-      if (n < 10)
-        return 0;
-      len = 0;
-      for (int i = 0; i < 8; ++i)
-        len = (len << 8) | b[2 + i];
-      hdr = 10;
-    }
-    bool control = opcode & 0x8;
-    if ((b[0] & 0x70) != 0 || !masked
-        || (control && (!fin || len > 125 || opcode > 0xA))
-        || (!control && opcode > 0x2)
-        || (opcode == 0 && !msg_active_)
-        || ((opcode == 1 || opcode == 2) && msg_active_)) {
-      fail(static_cast<uint16_t>(websocket::close_code::protocol_error),
-           "protocol error", false);
-      return -1;
-    }
-    if (!control && (len > srv_->opts.max_frame
-                     || msg_.size() + len > srv_->opts.max_frame)) {
-      if (!close_queued_)
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      if (ec == websocket::error::message_too_big)
         ++srv_->stats->ws_oversize_closed;
-      fail(static_cast<uint16_t>(websocket::close_code::too_big),
-           "message too big", true);
-      // Skipped unread (not held in memory), then the frames go on.
-      msg_active_ = false;
-      std::string{}.swap(msg_);
-      skip_ = hdr + 4 + len;
-      return 0;
-    }
-    hdr += 4;
-    if (n < hdr || n - hdr < len)
-      return 0;
-    const unsigned char* key = b + hdr - 4;
-    std::string payload(p + hdr, static_cast<size_t>(len));
-    for (size_t i = 0; i < payload.size(); ++i)
-      payload[i] = static_cast<char>(payload[i] ^ key[i % 4]);
-    auto used = static_cast<ptrdiff_t>(hdr + len);
-    if (control)
-      return on_control(opcode, std::move(payload)) ? used : -1;
-    if (close_queued_)
-      return used; // closing: the peer's messages reach nobody
-    if (opcode != 0) {
-      msg_active_ = true;
-      msg_binary_ = opcode == 2;
-      msg_ = std::move(payload);
-    } else {
-      msg_ += payload;
-    }
-    if (!fin)
-      return used;
-    msg_active_ = false;
-    auto msg = std::move(msg_);
-    std::string{}.swap(msg_);
-    if (msg_binary_) {
-      handler_->on_binary(std::move(msg));
-    } else {
-      if (!valid_utf8(msg)) {
-        fail(static_cast<uint16_t>(websocket::close_code::bad_payload),
-             "invalid UTF-8", true);
-        return used;
-      }
-      handler_->on_text(std::move(msg));
-    }
-    return used;
-  }
-
-  bool on_control(unsigned opcode, std::string payload) {
-    if (opcode == 0x9) {
-      queue_control(make_control_frame(0xA, payload));
-      return true;
-    }
-    if (opcode == 0xA)
-      return true;
-    // Close: echo the code (unless we are closing already), then close TCP.
-    peer_closed_ = true;
-    closing_ = true;
-    if (close_queued_) {
-      // Ours is queued or out already: once it is written we close.
-      if (out_count() == 0)
-        shutdown_socket();
       finish();
-      return false;
+      if (ec != websocket::error::closed)
+        shutdown_socket(); // failed or reset: nothing more to say
+      return;
     }
-    uint16_t code = static_cast<uint16_t>(websocket::close_code::normal);
-    if (payload.size() >= 2)
-      code = static_cast<uint16_t>(
-        (static_cast<unsigned char>(payload[0]) << 8)
-        | static_cast<unsigned char>(payload[1]));
-    finish();
-    queue_close(code, "");
-    return false;
+    // The message leaves the buffer, and the buffer its memory: an idle
+    // connection holds no message buffer.
+    auto msg = beast::buffers_to_string(rd_.data());
+    rd_.clear();
+    rd_.shrink_to_fit();
+    if (!close_queued_) { // closing: the peer's messages reach nobody
+      if (ws_.got_binary())
+        handler_->on_binary(std::move(msg));
+      else
+        handler_->on_text(std::move(msg));
+    }
+    read();
   }
 
   void finish() {
@@ -658,39 +537,49 @@ private:
       handler_->on_closed();
   }
 
-  tcp::socket sock_;
   server::impl* srv_;
   bool proto_; // binary protobuf frames
-  // Until the upgrade is done: Beast's stream, then only the socket.
-  std::unique_ptr<websocket::stream<tcp::socket>> hs_;
-  std::unique_ptr<ws_upgrade> up_; // until the handler is opened
-  std::shared_ptr<ws_handler> handler_;
   // Frames to write, oldest at out_head_, of which out_offset_ bytes are
   // written. A vector, not a std::deque: an empty libstdc++ deque still
-  // holds ~600 bytes, per idle connection.
+  // holds ~600 bytes, per idle connection. Declared before the stream:
+  // Beast may queue into it while the stream is destroyed.
   std::vector<outgoing_frame> out_;
   size_t out_head_ = 0;
   size_t out_offset_ = 0;
-  wire_frame close_wire_; // our close frame, once queued
+  wire_frame close_wire_; // the close frame, once queued
   std::unique_ptr<net::steady_timer> close_timer_;
-  std::string partial_; // bytes of an incomplete frame
-  std::string msg_;     // a fragmented message so far
+  beast::saved_handler teardown_; // Beast's teardown, until done
+  websocket::stream<ws_next_layer, false> ws_;
+  std::unique_ptr<ws_upgrade> up_; // until the handler is opened
+  std::shared_ptr<ws_handler> handler_;
+  beast::flat_buffer rd_; // the message being read (empty when idle)
   std::mutex incoming_mtx_;
   std::vector<outgoing_frame> incoming_; // guarded by incoming_mtx_
   bool take_posted_ = false;             // guarded by incoming_mtx_
-  bool msg_active_ = false;
-  bool msg_binary_ = false;
   bool write_waiting_ = false;
   bool write_failed_ = false;
   bool close_queued_ = false;
-  bool peer_closed_ = false;
-  bool draining_ = false; // after a framing error: input is dropped
-  uint64_t skip_ = 0;     // bytes of a refused frame still to drop
+  bool teardown_waiting_ = false;
   bool finished_ = false;
   bool registered_ = false;
+  bool handshake_done_ = false; // until then Beast writes HTTP, not frames
   std::atomic<size_t> queued_{0};
   std::atomic<bool> closing_{false};
 };
+
+void ws_next_layer::queue(std::string bytes) {
+  conn_->queue_from_beast(std::move(bytes));
+}
+
+void beast_close_socket(ws_next_layer& s) { s.conn().shutdown_socket(); }
+
+template <class TeardownHandler>
+void async_teardown(beast::role_type, ws_next_layer& s,
+                    TeardownHandler&& handler) {
+  s.conn().start_teardown(
+    beast::bind_front_handler(std::forward<TeardownHandler>(handler),
+                              beast::error_code{}));
+}
 
 } // namespace
 
