@@ -130,6 +130,17 @@ bool offers(beast::string_view list, const std::string& name) {
   return false;
 }
 
+/// The buffer a message is read into. Beast prepares room in it before the
+/// first bytes arrive, so the read pending on an idle connection would hold
+/// `tcp_frame_size` (1.5 KB): while empty it offers only 64 bytes. Beast
+/// asks for more once the message has begun.
+class lean_read_buffer : public beast::flat_buffer {
+public:
+  std::size_t max_size() const noexcept {
+    return size() == 0 ? 64 : beast::flat_buffer::max_size();
+  }
+};
+
 /// The layer under each connection's Beast WebSocket stream: reads come from
 /// the socket; whatever Beast writes (the upgrade response, pongs, close
 /// frames) is copied as one whole entry into the connection's outgoing queue,
@@ -201,7 +212,7 @@ public:
 
   void accept(http::request<http::string_body> req) {
     websocket::stream_base::timeout t;
-    t.handshake_timeout = std::chrono::seconds(1); // also bounds closing
+    t.handshake_timeout = std::chrono::seconds(1);
     t.idle_timeout = websocket::stream_base::none();
     t.keep_alive_pings = false;
     ws_.set_option(t);
@@ -216,6 +227,13 @@ public:
       if (ec)
         return self->shutdown_socket();
       self->handshake_done_ = true;
+      // Beast's close timeout would run while our close frame waits behind
+      // queued frames; the clock starts once it is written (close_written).
+      websocket::stream_base::timeout open;
+      open.handshake_timeout = websocket::stream_base::none();
+      open.idle_timeout = websocket::stream_base::none();
+      open.keep_alive_pings = false;
+      self->ws_.set_option(open);
       beast::error_code ignored;
       self->sock().set_option(tcp::no_delay(true), ignored);
       self->srv_->add_ws(self.get(), self);
@@ -552,7 +570,7 @@ private:
   websocket::stream<ws_next_layer, false> ws_;
   std::unique_ptr<ws_upgrade> up_; // until the handler is opened
   std::shared_ptr<ws_handler> handler_;
-  beast::flat_buffer rd_; // the message being read (empty when idle)
+  lean_read_buffer rd_; // the message being read (empty when idle)
   std::mutex incoming_mtx_;
   std::vector<outgoing_frame> incoming_; // guarded by incoming_mtx_
   bool take_posted_ = false;             // guarded by incoming_mtx_
