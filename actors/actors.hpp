@@ -109,6 +109,10 @@ using session_host_actor = caf::typed_actor<
   // create_session(type, role, metadata).
   caf::replies_to<create_atom, std::string, std::string, metadata_map>::with<
     session_info>,
+  // Batch create: every session or none (one store transaction); 1 to
+  // 10,000 specs, infos in their order.
+  caf::replies_to<create_atom, std::vector<session_spec>>::with<
+    std::vector<session_info>>,
   // Locate (loading on demand).
   caf::replies_to<get_session_atom, std::string>::with<session_actor>,
   caf::replies_to<get_by_role_atom, std::string>::with<session_actor>,

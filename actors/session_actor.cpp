@@ -26,6 +26,14 @@ using json = nlohmann::json;
 
 constexpr size_t max_type_length = 64;
 
+// A lifecycle event's data: its metadata as one JSON object.
+std::string lifecycle_payload(const metadata_map& md) {
+  json payload = json::object();
+  for (auto& [k, v] : md)
+    payload[k] = v;
+  return payload.dump();
+}
+
 // Session code talks to its actor through the typed base: everything but the
 // state, which it is.
 using actor_pointer = session_actor::base*;
@@ -46,7 +54,6 @@ struct session_data : session_control, session_context {
   // deque allocates over 500 bytes before it holds anything.
   std::vector<event> pending; // emitted, not yet durable (seq order)
   std::vector<event> unsent;  // emitted, not yet handed to the listener
-  bool flush_scheduled = false;
   // Continuations waiting for a seq to be durable (seq order); called with an
   // error when it never will be (fenced).
   std::vector<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
@@ -67,26 +74,29 @@ struct session_data : session_control, session_context {
   };
   std::unique_ptr<durable_views> views;
 
-  // (the bools together: no padding between them and the hooks' flags)
+  // -- hooks, timers, unloading -----------------------------------------------
+  uint64_t hb_gen = 0;
+  uint64_t grace_gen = 0;
+  micros last_activity = 0;
+
+  // -- flags, side by side: padding after each would cost an idle session
+  // 32 bytes ------------------------------------------------------------------
+  bool flush_scheduled = false;
   bool store_failing = false;
+  bool emitting = false;
+  bool idle_reported = false; // the host has this session's idle time
+  bool unloading = false;
+  bool type_cleaned = false;
+  bool grace_active = false;
   // A change with no event of its own (the peer forgotten after its grace)
   // still has to be written: the next flush carries a snapshot anyway.
   bool snapshot_due = false;
-
-  // -- hooks, timers, unloading -----------------------------------------------
-  bool emitting = false;
-  uint64_t hb_gen = 0;
-  uint64_t grace_gen = 0;
-  bool idle_reported = false; // the host has this session's idle time
-  micros last_activity = 0;
-  bool unloading = false;
 
   std::unique_ptr<session_type> type; // may be null: a passive session
   std::unique_ptr<idempotency_window> idem; // created by the first keyed publish
   // A type that holds resources cleans up itself: what waits for CLEANED.
   // Called with an error when the session is fenced before that.
   std::vector<std::function<void(const caf::error&)>> on_cleaned;
-  bool type_cleaned = false;
 
   bool holds_resources() const { return type && type->holds_resources(); }
   const host_config& cfg() const { return svc->config; }
@@ -123,11 +133,8 @@ struct session_data : session_control, session_context {
 
   // Emits a lifecycle event: recorded in the observability hub too.
   uint64_t emit_lifecycle(const std::string& name, const metadata_map& md) {
-    json payload = json::object();
-    for (auto& [k, v] : md)
-      payload[k] = v;
     svc->obs->record(lifecycle_record{now(), rec.id, name, md});
-    return emit(name, payload.dump());
+    return emit(name, lifecycle_payload(md));
   }
 
   // Called before `rec` changes: keeps the durable view it is leaving (once:
@@ -362,8 +369,6 @@ struct session_data : session_control, session_context {
       start_grace();
     return caf::none;
   }
-
-  bool grace_active = false;
 
   void start_grace() {
     grace_active = true;
@@ -857,8 +862,11 @@ void session_actor_impl::init(session_start start) {
   // the peer may only come back as a reconnect.
   st.rec.peer_connected = false;
   st.next_seq = st.rec.last_seq + 1;
-  if (st.svc->types)
+  if (start.type)
+    st.type = std::move(start.type);
+  else if (st.svc->types)
     st.type = st.svc->types->make(st.rec.type);
+  st.idle_reported = start.idle_reported;
   if (start.is_new && st.type && st.type->spawns_nothing()
       && st.rec.state == session_state::created) {
     st.change_state(lifecycle_event::spawn, "");
@@ -1120,6 +1128,29 @@ session_actor_impl::behavior_type session_actor_impl::make_behavior() {
 
 session_actor spawn_session(caf::actor_system& sys, session_start start) {
   return sys.spawn<session_actor_impl>(std::move(start));
+}
+
+std::vector<event> first_steps(session_info& info, const session_services& svc,
+                               std::vector<lifecycle_record>& records) {
+  std::vector<event> out;
+  for (auto step : {lifecycle_event::spawn, lifecycle_event::activate}) {
+    auto t = next_state(info.state, step);
+    if (!t.ok())
+      break;
+    metadata_map md{{"state", to_string(*t.to)},
+                    {"previous", to_string(info.state)}};
+    info.state = *t.to;
+    event e;
+    e.session_id = info.id;
+    e.seq = ++info.last_seq;
+    e.type = event_type::status_changed;
+    e.data = lifecycle_payload(md);
+    e.ts = info.updated_at = svc.clock->now();
+    e.epoch = info.epoch;
+    records.push_back(lifecycle_record{e.ts, info.id, e.type, std::move(md)});
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 void replay_into(session_info& info, const std::vector<event>& events) {

@@ -8,6 +8,7 @@
 // At most `max_backlog` events may wait for durability; past that, publish
 // and message fail with `overloaded`.
 
+#include <memory>
 #include <vector>
 
 #include <caf/fwd.hpp>
@@ -28,10 +29,24 @@ struct session_start {
   /// A session just created (not loaded): a type that spawns nothing makes
   /// it ACTIVE at once.
   bool is_new = false;
+  /// The type instance, when the host made it already; else the session
+  /// makes one from `services->types`.
+  std::unique_ptr<session_type> type{};
+  /// The host has this session's first idle check queued already, so the
+  /// session does not report one when it starts.
+  bool idle_reported = false;
 };
 
 /// Spawns a session actor.
 session_actor spawn_session(caf::actor_system& sys, session_start start);
+
+/// The first steps of a new session whose type spawns nothing (CREATED →
+/// SPAWNING → ACTIVE): the status_changed events the session would emit,
+/// applied to `info` (state, updated_at, last_seq), with their records for
+/// the observability hub in `records`. The host stores them right after the
+/// create, so the session starts ACTIVE with them durable.
+std::vector<event> first_steps(session_info& info, const session_services& svc,
+                               std::vector<lifecycle_record>& records);
 
 /// Applies stored events after a snapshot to it (state, counters, peer,
 /// last_seq): the fold that makes "snapshot + events after it" exact.

@@ -17,6 +17,7 @@
 
 #include "actors/session_actor.hpp"
 #include "host/error.hpp"
+#include "host/session_key.hpp"
 
 namespace sessionhost {
 
@@ -28,27 +29,29 @@ struct host_state {
   // Kept small: the host holds one per loaded session.
   struct entry {
     session_actor handle;
-    session_state state;
   };
-  using loaded_map = std::unordered_map<std::string, entry>;
+  using loaded_map = std::unordered_map<session_key, entry, session_key_hash>;
 
   host_args args;
   // Shared with the exit path, which runs after the state is gone.
   std::shared_ptr<loaded_map> loaded_owner = std::make_shared<loaded_map>();
   loaded_map& loaded = *loaded_owner;
   // Keys point into `loaded` (its nodes never move).
-  std::unordered_map<caf::actor_addr, const std::string*> by_addr;
+  std::unordered_map<caf::actor_addr, const session_key*> by_addr;
   // Only sessions with a peer: identity by id, and ids by identity.
   std::unordered_map<std::string, std::string> peer_of;
   std::unordered_map<std::string, std::set<std::string>> by_peer;
   // Sessions being unloaded, with the operations waiting to load them again.
   std::unordered_map<std::string, std::vector<std::function<void()>>> unloading;
   bool shutting_down = false;
-  // Creates of the current burst, stored together by create_commit (one
-  // transaction, so one fsync, for all of them).
+  // Create requests of the current burst, stored together by create_commit
+  // (one transaction, so one fsync, for all of them). A request is one
+  // session (create) or several (a batch, all or none).
   struct pending_create {
-    session_info info;
-    caf::typed_response_promise<session_info> rp;
+    std::vector<session_info> infos;
+    caf::typed_response_promise<session_info> one;            // a create
+    caf::typed_response_promise<std::vector<session_info>> many; // a batch
+    bool batch = false;
   };
   std::vector<pending_create> creating;
   std::set<std::string> creating_roles; // roles of `creating`
@@ -76,6 +79,16 @@ struct host_state {
 };
 
 using self_pointer = session_host_actor::stateful_pointer<host_state>;
+
+// The loaded session `id`, or null.
+host_state::entry* find_loaded(host_state& st, const std::string& id) {
+  auto i = st.loaded.find(session_key{id});
+  return i == st.loaded.end() ? nullptr : &i->second;
+}
+
+bool is_loaded(host_state& st, const std::string& id) {
+  return find_loaded(st, id) != nullptr;
+}
 using session_cont = std::function<void(const session_actor&)>;
 using error_cont = std::function<void(const caf::error&)>;
 
@@ -119,7 +132,7 @@ void index_peer(host_state& st, const std::string& id, const std::string& peer) 
 }
 
 void forget(host_state& st, const std::string& id) {
-  auto i = st.loaded.find(id);
+  auto i = st.loaded.find(session_key{id});
   if (i == st.loaded.end())
     return;
   index_peer(st, id, "");
@@ -127,18 +140,36 @@ void forget(host_state& st, const std::string& id) {
   st.loaded.erase(i);
 }
 
+void arm_idle_tick(self_pointer self);
+
+// Spawns a session and indexes it. Its first idle check is queued here, so
+// a new activation sends the host nothing before it has work.
 session_actor adopt(self_pointer self, session_info info,
-                    std::vector<event> replay, bool is_new) {
+                    std::vector<event> replay, bool is_new,
+                    std::unique_ptr<session_type> type = nullptr) {
   auto& st = self->state;
-  auto id = info.id;
-  auto state = info.state;
-  auto handle = spawn_session(self->system(),
-                              session_start{std::move(info), std::move(replay),
-                                            st.args.services,
-                                            session_host_actor{self}, is_new});
+  auto& svc = *st.args.services;
+  session_key key{info.id};
+  auto idle_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                   svc.config.idle_timeout)
+                   .count();
+  session_start start;
+  start.info = std::move(info);
+  start.replay = std::move(replay);
+  start.services = st.args.services;
+  start.host = session_host_actor{self};
+  start.is_new = is_new;
+  start.type = std::move(type);
+  start.idle_reported = idle_us > 0;
+  auto handle = spawn_session(self->system(), std::move(start));
   self->monitor(handle);
-  auto i = st.loaded.insert_or_assign(id, host_state::entry{handle, state}).first;
+  auto i = st.loaded.insert_or_assign(std::move(key), host_state::entry{handle}).first;
   st.by_addr[handle.address()] = &i->first;
+  if (idle_us > 0) {
+    st.idle_queue.push(
+      host_state::idle_entry{svc.clock->now() + idle_us, handle.address()});
+    arm_idle_tick(self);
+  }
   return handle;
 }
 
@@ -154,8 +185,8 @@ void with_session(self_pointer self, const std::string& id, session_cont ok,
     });
     return;
   }
-  if (auto i = st.loaded.find(id); i != st.loaded.end()) {
-    ok(i->second.handle);
+  if (auto e = find_loaded(st, id)) {
+    ok(e->handle);
     return;
   }
   if (!valid_session_id(id)) {
@@ -198,9 +229,9 @@ void commit_loads(self_pointer self) {
   std::vector<std::string> ids;
   std::vector<session_info> snaps;
   for (auto& [id, waiters] : batch) {
-    if (auto i = st.loaded.find(id); i != st.loaded.end()) {
+    if (auto e = find_loaded(st, id)) {
       for (auto& w : waiters) // loaded by a create in between: nothing to do
-        w.first(i->second.handle);
+        w.first(e->handle);
       continue;
     }
     try {
@@ -261,6 +292,9 @@ void commit_loads(self_pointer self) {
 // a wave of idle passivation) would spend quadratic time on its own replies.
 constexpr size_t max_unloads_in_flight = 256;
 
+// The most sessions one batch create may ask for.
+constexpr size_t max_create_batch = 10'000;
+
 using unload_done = std::function<void(caf::expected<session_info>)>;
 
 void start_unload(self_pointer self, const std::string& id, unload_done done);
@@ -280,7 +314,7 @@ void drain_unloads(self_pointer self) {
 // waited for it runs. From the call on, the session counts as unloading.
 void unload(self_pointer self, const std::string& id, unload_done done) {
   auto& st = self->state;
-  if (!st.loaded.count(id)) {
+  if (!is_loaded(st, id)) {
     done(make_error(errc::not_found, "session " + id + " is not loaded"));
     return;
   }
@@ -302,8 +336,8 @@ void start_unload(self_pointer self, const std::string& id, unload_done done) {
     for (auto& w : waiting)
       w();
   };
-  auto i = st.loaded.find(id);
-  if (i == st.loaded.end()) { // gone while it waited for a slot
+  auto e = find_loaded(st, id);
+  if (!e) { // gone while it waited for a slot
     finish(make_error(errc::not_found, "session " + id + " is not loaded"));
     return;
   }
@@ -313,9 +347,113 @@ void start_unload(self_pointer self, const std::string& id, unload_done done) {
     finish(std::move(x));
     drain_unloads(self);
   };
-  self->request(i->second.handle, caf::infinite, unload_atom::value)
+  self->request(e->handle, caf::infinite, unload_atom::value)
     .then([finished](session_info& info) mutable { finished(std::move(info)); },
           [finished](caf::error& err) mutable { finished(err); });
+}
+
+// What a batch waits for: its sessions' infos once each has started.
+struct batch_reply {
+  caf::typed_response_promise<std::vector<session_info>> rp;
+  std::vector<session_info> infos;
+  size_t left = 0;
+  bool failed = false;
+
+  void set(size_t i, caf::expected<session_info> x) {
+    if (failed)
+      return;
+    if (!x) {
+      failed = true;
+      rp.deliver(x.error());
+      return;
+    }
+    infos[i] = std::move(*x);
+    if (--left == 0)
+      rp.deliver(std::move(infos));
+  }
+};
+
+// Starts the sessions of a burst's stored requests. A type that spawns
+// nothing takes its first steps (→ ACTIVE) here, stored for all of them in
+// one more transaction: the session answers at once, with no round trip
+// through the persistence listener. Any other type (or a failed write)
+// starts CREATED and answers once its own first steps are durable.
+void start_created(self_pointer self,
+                   const std::vector<host_state::pending_create*>& created) {
+  auto& st = self->state;
+  auto& svc = *st.args.services;
+  struct ready {
+    size_t request; // index in `created`
+    size_t index;   // index in its infos
+    std::unique_ptr<session_type> type;
+    session_info info; // after its first steps
+  };
+  std::vector<ready> stepped;
+  std::vector<append_batch> batches;
+  std::vector<lifecycle_record> records;
+  std::vector<std::shared_ptr<batch_reply>> replies(created.size());
+  // Session i of request k starts CREATED and answers once its own steps
+  // are durable.
+  auto start_slow = [&](size_t k, size_t i, std::unique_ptr<session_type> type) {
+    auto& c = *created[k];
+    auto handle = adopt(self, std::move(c.infos[i]), {}, true, std::move(type));
+    if (!replies[k]) {
+      c.one.delegate(handle, sync_atom::value);
+      return;
+    }
+    self->request(handle, caf::infinite, sync_atom::value)
+      .then([reply = replies[k], i](session_info& x) { reply->set(i, std::move(x)); },
+            [reply = replies[k], i](caf::error& e) { reply->set(i, std::move(e)); });
+  };
+  for (size_t k = 0; k < created.size(); ++k) {
+    auto& c = *created[k];
+    if (c.batch) {
+      auto reply = std::make_shared<batch_reply>();
+      reply->rp = c.many;
+      reply->infos.resize(c.infos.size());
+      reply->left = c.infos.size();
+      replies[k] = std::move(reply);
+    }
+    for (size_t i = 0; i < c.infos.size(); ++i) {
+      auto type = svc.types ? svc.types->make(c.infos[i].type) : nullptr;
+      if (!type || !type->spawns_nothing()) {
+        start_slow(k, i, std::move(type));
+        continue;
+      }
+      auto info = c.infos[i];
+      auto events = first_steps(info, svc, records);
+      auto snapshot = info;
+      snapshot.loaded = false;
+      batches.push_back(append_batch{info.id, info.epoch, std::move(events),
+                                     std::move(snapshot)});
+      stepped.push_back(ready{k, i, std::move(type), std::move(info)});
+    }
+  }
+  if (stepped.empty())
+    return;
+  bool durable = true;
+  try {
+    st.args.store->append(batches);
+  } catch (const store_error& e) {
+    spdlog::warn("host: cannot store the first steps of {} new sessions: {}",
+                 stepped.size(), e.what());
+    durable = false;
+  }
+  if (durable)
+    for (auto& r : records)
+      svc.obs->record(std::move(r));
+  for (auto& r : stepped) {
+    if (!durable) { // the session takes them itself, through its listener
+      start_slow(r.request, r.index, std::move(r.type));
+      continue;
+    }
+    r.info.loaded = true;
+    adopt(self, r.info, {}, false, std::move(r.type));
+    if (auto& reply = replies[r.request])
+      reply->set(r.index, std::move(r.info));
+    else
+      created[r.request]->one.deliver(std::move(r.info));
+  }
 }
 
 // Stores the sessions of a burst in one transaction, then starts them; a
@@ -329,40 +467,43 @@ void commit_creates(self_pointer self) {
   st.creating_roles.clear();
   if (batch.empty())
     return;
+  auto fail = [](host_state::pending_create& c, const caf::error& err) {
+    if (c.batch)
+      c.many.deliver(err);
+    else
+      c.one.deliver(err);
+  };
   if (st.shutting_down) { // nothing stored: the sessions never existed
     for (auto& c : batch)
-      c.rp.deliver(make_error(errc::unavailable, "host is shutting down"));
+      fail(c, make_error(errc::unavailable, "host is shutting down"));
     return;
   }
-  auto start = [self](host_state::pending_create& c) {
-    auto handle = adopt(self, std::move(c.info), {}, true);
-    c.rp.delegate(handle, sync_atom::value);
-  };
   std::vector<session_info> infos;
-  infos.reserve(batch.size());
   for (auto& c : batch)
-    infos.push_back(c.info);
+    infos.insert(infos.end(), c.infos.begin(), c.infos.end());
+  std::vector<host_state::pending_create*> created;
+  created.reserve(batch.size());
   try {
     st.args.store->create_many(infos);
     for (auto& c : batch)
-      start(c);
-    return;
+      created.push_back(&c);
   } catch (const store_error& e) {
     if (batch.size() == 1 || e.error_code() != store_error::code::conflict) {
       for (auto& c : batch)
-        c.rp.deliver(from_store(e));
+        fail(c, from_store(e));
       return;
     }
-  }
-  for (auto& c : batch) {
-    try {
-      st.args.store->create(c.info);
-    } catch (const store_error& e) {
-      c.rp.deliver(from_store(e));
-      continue;
+    for (auto& c : batch) {
+      try {
+        st.args.store->create_many(c.infos); // a request: all or none
+      } catch (const store_error& e) {
+        fail(c, from_store(e));
+        continue;
+      }
+      created.push_back(&c);
     }
-    start(c);
   }
+  start_created(self, created);
 }
 
 // Keeps the host's one idle timer set for the earliest idle check.
@@ -407,6 +548,50 @@ caf::error check_create(const std::string& type, const std::string& role,
   return caf::none;
 }
 
+// Checks one create and gives the session its id; `roles` collects the
+// roles of the request so far (a second use of one is a conflict).
+caf::expected<session_info> prepare_create(self_pointer self,
+                                           const session_spec& spec,
+                                           std::set<std::string>& roles) {
+  auto& st = self->state;
+  auto& role = spec.role;
+  if (st.shutting_down)
+    return make_error(errc::unavailable, "host is shutting down");
+  if (auto err = check_create(spec.type, role, spec.metadata))
+    return err;
+  auto& types = st.args.services->types;
+  if (types && !types->contains(spec.type))
+    return make_error(errc::bad_request, "unknown session type " + spec.type);
+  if (!role.empty() && (st.creating_roles.count(role) || roles.count(role)))
+    return make_error(errc::conflict,
+                      "role " + role + " is being taken by another create");
+  try {
+    if (!role.empty())
+      if (auto holder = st.args.store->find_by_role(role))
+        return make_error(errc::conflict,
+                          "role " + role + " is held by session " + *holder);
+  } catch (const store_error& e) {
+    return from_store(e);
+  }
+  if (!role.empty())
+    roles.insert(role);
+  session_info info;
+  info.id = st.args.ids->next();
+  info.type = spec.type;
+  info.role = role;
+  info.metadata = spec.metadata;
+  info.created_at = info.updated_at = st.args.services->clock->now();
+  info.epoch = 1;
+  return info;
+}
+
+// Schedules the commit of the creates queued from now on: behind whatever
+// is queued already, so one commit per burst.
+void queue_creates(self_pointer self) {
+  if (self->state.creating.empty())
+    self->send(self, create_commit_atom::value);
+}
+
 session_host_actor::behavior_type host_behavior(self_pointer self,
                                                 host_args args) {
   self->state.args = std::move(args);
@@ -422,7 +607,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
     auto i = st.by_addr.find(dm.source);
     if (i == st.by_addr.end())
       return;
-    auto id = *i->second;
+    auto id = i->second->str();
     if (!st.unloading.count(id)) // an unload cleans up after itself
       forget(st, id);
   });
@@ -430,39 +615,43 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
     [self](create_atom, const std::string& type, const std::string& role,
            const metadata_map& md) -> caf::result<session_info> {
       auto& st = self->state;
-      if (st.shutting_down)
-        return make_error(errc::unavailable, "host is shutting down");
-      if (auto err = check_create(type, role, md))
-        return err;
-      auto& types = st.args.services->types;
-      if (types && !types->contains(type))
-        return make_error(errc::bad_request, "unknown session type " + type);
-      if (!role.empty() && st.creating_roles.count(role))
-        return make_error(errc::conflict, "role " + role
-                                            + " is being taken by another create");
-      session_info info;
-      info.id = st.args.ids->next();
-      info.type = type;
-      info.role = role;
-      info.metadata = md;
-      info.created_at = info.updated_at = st.args.services->clock->now();
-      info.epoch = 1;
-      try {
-        if (!role.empty())
-          if (auto holder = st.args.store->find_by_role(role))
-            return make_error(errc::conflict, "role " + role
-                                                + " is held by session "
-                                                + *holder);
-      } catch (const store_error& e) {
-        return from_store(e);
+      std::set<std::string> roles;
+      auto info = prepare_create(self, session_spec{type, role, md}, roles);
+      if (!info)
+        return std::move(info.error());
+      queue_creates(self);
+      st.creating_roles.insert(roles.begin(), roles.end());
+      host_state::pending_create c;
+      c.infos.push_back(std::move(*info));
+      c.one = self->make_response_promise<session_info>();
+      auto rp = c.one;
+      st.creating.push_back(std::move(c));
+      return rp;
+    },
+    [self](create_atom, const std::vector<session_spec>& specs)
+      -> caf::result<std::vector<session_info>> {
+      auto& st = self->state;
+      if (specs.empty() || specs.size() > max_create_batch)
+        return make_error(errc::bad_request,
+                          "a batch creates 1 to "
+                            + std::to_string(max_create_batch) + " sessions");
+      std::set<std::string> roles; // of this batch: each role once
+      host_state::pending_create c;
+      c.batch = true;
+      c.infos.reserve(specs.size());
+      for (size_t i = 0; i < specs.size(); ++i) {
+        auto info = prepare_create(self, specs[i], roles);
+        if (!info)
+          return make_error(code_of(info.error()),
+                            "session " + std::to_string(i) + " of the batch: "
+                              + message_of(info.error()));
+        c.infos.push_back(std::move(*info));
       }
-      if (st.creating.empty())
-        // Behind the creates already queued: one commit per burst.
-        self->send(self, create_commit_atom::value);
-      if (!role.empty())
-        st.creating_roles.insert(role);
-      auto rp = self->make_response_promise<session_info>();
-      st.creating.push_back(host_state::pending_create{std::move(info), rp});
+      queue_creates(self);
+      st.creating_roles.insert(roles.begin(), roles.end());
+      c.many = self->make_response_promise<std::vector<session_info>>();
+      auto rp = c.many;
+      st.creating.push_back(std::move(c));
       return rp;
     },
     [self](create_commit_atom) { commit_creates(self); },
@@ -510,7 +699,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       auto& st = self->state;
       if (!valid_session_id(id))
         return make_error(errc::not_found, "malformed session id");
-      if (!st.loaded.count(id) && !st.unloading.count(id)) {
+      if (!is_loaded(st, id) && !st.unloading.count(id)) {
         // Not loaded: unloading is done already; report what is stored.
         auto stored = stored_info(*st.args.store, id);
         if (!stored)
@@ -538,12 +727,12 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       return rp;
     },
     [self](is_loaded_atom, const std::string& id) {
-      return self->state.loaded.count(id) > 0;
+      return is_loaded(self->state, id);
     },
     [self](loaded_ids_atom) {
       std::vector<std::string> out;
-      for (auto& [id, e] : self->state.loaded)
-        out.push_back(id);
+      for (auto& [key, e] : self->state.loaded)
+        out.push_back(key.str());
       return out;
     },
     [self](list_atom, const session_filter& filter, const std::string& cursor,
@@ -554,7 +743,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       try {
         auto page = st.args.store->list(filter, cursor, limit);
         for (auto& s : page.sessions)
-          s.loaded = st.loaded.count(s.id) > 0;
+          s.loaded = is_loaded(st, s.id);
         for (auto& id : page.unreadable)
           spdlog::error("session {}: stored snapshot does not decode; left "
                         "out of the list", id);
@@ -593,9 +782,9 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       st.args.services->host_stopping = true;
       auto rp = self->make_response_promise<uint64_t>();
       auto ids = std::vector<std::string>{};
-      for (auto& [id, e] : st.loaded)
-        if (!st.unloading.count(id))
-          ids.push_back(id);
+      for (auto& [key, e] : st.loaded)
+        if (auto id = key.str(); !st.unloading.count(id))
+          ids.push_back(std::move(id));
       auto total = static_cast<uint64_t>(ids.size());
       auto left = std::make_shared<size_t>(ids.size());
       auto finish = [self, rp, total]() mutable {
@@ -622,20 +811,18 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
     },
     [self](add_hook_atom, const std::string& id, hook_id hid) -> caf::result<bool> {
       auto& st = self->state;
-      auto i = st.loaded.find(id);
-      if (i == st.loaded.end() || st.unloading.count(id))
+      auto e = find_loaded(st, id);
+      if (!e || st.unloading.count(id))
         return st.args.services->hooks->enable(hid);
-      return self->delegate(i->second.handle, hook_added_atom::value, hid);
+      return self->delegate(e->handle, hook_added_atom::value, hid);
     },
-    [self](state_changed_atom, const std::string& id, session_state s) {
-      auto& st = self->state;
-      if (auto i = st.loaded.find(id); i != st.loaded.end())
-        i->second.state = s;
+    [](state_changed_atom, const std::string&, session_state) {
+      // Nothing kept: the index holds only what locating needs.
     },
     [self](peer_changed_atom, const std::string& id, const std::string& peer,
            bool) {
       auto& st = self->state;
-      if (st.loaded.count(id))
+      if (is_loaded(st, id))
         index_peer(st, id, peer);
     },
     [self](idle_soon_atom, micros at) {
@@ -654,16 +841,19 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
         auto addr = st.idle_queue.top().session;
         st.idle_queue.pop();
         auto i = st.by_addr.find(addr);
-        if (i == st.by_addr.end() || st.unloading.count(*i->second))
+        if (i == st.by_addr.end())
           continue;
-        if (auto j = st.loaded.find(*i->second); j != st.loaded.end())
-          self->send(j->second.handle, idle_check_atom::value, uint64_t{0});
+        auto id = i->second->str();
+        if (st.unloading.count(id))
+          continue;
+        if (auto e = find_loaded(st, id))
+          self->send(e->handle, idle_check_atom::value, uint64_t{0});
       }
       arm_idle_tick(self);
     },
     [self](idle_atom, const std::string& id, uint64_t) {
       auto& st = self->state;
-      if (!st.loaded.count(id) || st.unloading.count(id) || st.shutting_down)
+      if (!is_loaded(st, id) || st.unloading.count(id) || st.shutting_down)
         return;
       spdlog::debug("host: passivating idle session {}", id);
       unload(self, id, [](caf::expected<session_info>) {});

@@ -54,6 +54,21 @@ typename Inspector::result_type inspect(Inspector& f, session_info& x) {
            x.peer_connected, x.last_seq, x.epoch, x.loaded);
 }
 
+/// What a create asks for: a session type, a role (empty: none) and
+/// metadata. A batch create takes several.
+struct session_spec {
+  std::string type;      ///< session type name
+  std::string role;      ///< agent id; empty: none
+  metadata_map metadata; ///< free-form metadata
+};
+
+/// CAF serialization (messages between nodes).
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_spec& x) {
+  return f(caf::meta::type_name("sessionhost.session_spec"), x.type, x.role,
+           x.metadata);
+}
+
 /// Which stored sessions to list or count; empty fields match everything.
 struct session_filter {
   std::optional<session_state> state; ///< only sessions in this state

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "host/id_generator.hpp"
+#include "host/session_key.hpp"
 
 using namespace sessionhost;
 
@@ -36,4 +37,25 @@ TEST(session_ids, only_short_safe_ids_are_valid) {
   EXPECT_FALSE(valid_session_id("a/b"));
   EXPECT_FALSE(valid_session_id("a b"));
   EXPECT_FALSE(valid_session_id("é"));
+}
+
+TEST(session_key, uuids_pack_and_print_back_and_other_ids_stay_distinct) {
+  uuid_generator ids;
+  for (int i = 0; i < 1000; ++i) {
+    auto id = ids.next();
+    EXPECT_EQ(session_key{id}.str(), id);
+    EXPECT_TRUE(session_key{id} == session_key{id});
+  }
+  // Not canonical (upper case, no dashes, other ids): kept as given, and
+  // never equal to the canonical form of the same hex digits.
+  std::string lower = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b";
+  std::string upper = "0190A1B2-C3D4-7E5F-8A6B-7C8D9E0F1A2B";
+  EXPECT_EQ(session_key{upper}.str(), upper);
+  EXPECT_FALSE(session_key{upper} == session_key{lower});
+  EXPECT_FALSE(session_key{"s-1"} == session_key{"s-2"});
+  EXPECT_TRUE(session_key{"s-1"} == session_key{"s-1"});
+  EXPECT_EQ(session_key{"s-1"}.str(), "s-1");
+  EXPECT_EQ(session_key{"0190a1b2c3d47e5f8a6b7c8d9e0f1a2b"}.str(),
+            "0190a1b2c3d47e5f8a6b7c8d9e0f1a2b");
+  EXPECT_FALSE(session_key{lower} == session_key{"0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2"});
 }

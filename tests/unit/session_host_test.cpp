@@ -105,6 +105,44 @@ TEST_F(host_test, a_burst_of_creates_is_stored_together_and_a_role_goes_to_one) 
     EXPECT_EQ(store->load(id)->id, id);
 }
 
+TEST_F(host_test, a_batch_create_makes_every_session_or_none) {
+  auto count = [&] {
+    return call<uint64_t>(host->host(), count_atom::value, session_filter{})
+      .value_or(999);
+  };
+  using specs = std::vector<session_spec>;
+  auto made = call<std::vector<session_info>>(
+    host->host(), create_atom::value,
+    specs{{"echo", "b1", {{"k", "v"}}}, {"agent", "", {}}, {"echo", "b2", {}}});
+  ASSERT_TRUE(made) << message_of(made.error());
+  ASSERT_EQ(made->size(), 3u);
+  EXPECT_EQ((*made)[0].role, "b1");
+  EXPECT_EQ((*made)[0].metadata.at("k"), "v");
+  EXPECT_EQ((*made)[0].state, session_state::active);
+  EXPECT_EQ((*made)[1].type, "agent");
+  EXPECT_EQ((*made)[1].state, session_state::created);
+  EXPECT_EQ((*made)[2].role, "b2");
+  for (auto& info : *made) {
+    EXPECT_TRUE(info.loaded);
+    EXPECT_EQ(store->load(info.id)->state, info.state) << "durable";
+    EXPECT_EQ(info_of(info.id), info);
+  }
+  EXPECT_EQ(count(), 3u);
+  // Each of these is refused as a whole, and nothing of it is stored.
+  auto refused = [&](specs batch, errc expected) {
+    auto r = call<std::vector<session_info>>(host->host(), create_atom::value,
+                                             batch);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(code_of(r.error()), expected) << message_of(r.error());
+  };
+  refused({{"echo", "", {}}, {"has space", "", {}}}, errc::bad_request);
+  refused({{"echo", "dup", {}}, {"echo", "dup", {}}}, errc::conflict);
+  refused({{"echo", "", {}}, {"echo", "b1", {}}}, errc::conflict);
+  refused({}, errc::bad_request);
+  refused(specs(10'001, session_spec{"echo", "", {}}), errc::bad_request);
+  EXPECT_EQ(count(), 3u);
+}
+
 TEST_F(host_test, a_burst_of_loads_activates_each_session_once) {
   std::vector<std::string> ids;
   for (int i = 0; i < 50; ++i) {
@@ -384,6 +422,14 @@ TEST_F(host_test, echo_sessions_are_active_at_once_and_answer_in_blocks) {
   ASSERT_TRUE(c) << message_of(c.error());
   EXPECT_EQ(c->state, session_state::active);
   EXPECT_EQ(store->load(c->id)->state, session_state::active) << "durable";
+  // Its first steps are in its stream, durable before the create answered.
+  EXPECT_EQ(c->last_seq, 2u);
+  auto steps = store->read_events(c->id, 0, 10);
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].type, "status:changed");
+  EXPECT_EQ(steps[0].data, R"({"previous":"CREATED","state":"SPAWNING"})");
+  EXPECT_EQ(steps[1].data, R"({"previous":"SPAWNING","state":"ACTIVE"})");
+  EXPECT_EQ(info_of(c->id), *c);
   auto first = call<uint64_t>(session(c->id), message_atom::value, R"("hello world")");
   ASSERT_TRUE(first);
   auto evs = store->read_events(c->id, *first - 1, 100);
