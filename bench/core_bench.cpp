@@ -1,6 +1,8 @@
 // core_bench: in-process figures of the core, one JSON line each.
 //
-//   activation      create N sessions through the host (memory store): sessions/s
+//   activation      create N sessions through the host, one create per
+//                   request: sessions/s (and per CPU-second of the process)
+//   activation_batched  the same with batch creates of 100 sessions each
 //   memory          resident bytes per loaded idle session at N sessions
 //   activation_of_stored  load sessions that are only in the store: sessions/s
 //   reload          unload + load round trip of one session: µs
@@ -17,6 +19,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
 
@@ -40,6 +43,15 @@ size_t rss_bytes() {
   size_t pages = 0, resident = 0;
   in >> pages >> resident;
   return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// CPU time of the whole process (every thread): on a shared machine the
+// figure least moved by other load.
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto tv = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
 double seconds_since(steady_clock::time_point t0) {
@@ -77,6 +89,9 @@ size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
                         ids->push_back(info.id);
                     },
                     [&](uint64_t) { ++ok; },
+                    [&](std::vector<session_info>& infos) {
+                      ok += infos.size();
+                    },
                     [&](caf::error& e) {
                       std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
                     });
@@ -118,6 +133,7 @@ int main(int argc, char** argv) {
 
   // -- activation and memory ---------------------------------------------
   auto rss0 = rss_bytes();
+  auto cpu0 = cpu_seconds();
   auto t0 = steady_clock::now();
   std::vector<std::string> ids;
   ids.reserve(sessions);
@@ -129,28 +145,54 @@ int main(int argc, char** argv) {
     },
     &ids);
   auto secs = seconds_since(t0);
+  auto cpu = cpu_seconds() - cpu0;
   auto rss1 = rss_bytes();
   std::printf("{\"bench\":\"activation\",\"store\":\"%s\",\"sessions\":%zu,"
-              "\"seconds\":%.3f,\"sessions_per_s\":%.0f}\n",
-              store_url.c_str(), created, secs, created / secs);
+              "\"seconds\":%.3f,\"sessions_per_s\":%.0f,\"cpu_s\":%.3f,"
+              "\"sessions_per_cpu_s\":%.0f}\n",
+              store_url.c_str(), created, secs, created / secs, cpu,
+              created / cpu);
   std::printf("{\"bench\":\"memory_per_idle_session\",\"sessions\":%zu,"
               "\"rss_delta_bytes\":%zu,\"bytes_per_session\":%.0f}\n",
               created, rss1 - rss0,
               static_cast<double>(rss1 - rss0) / static_cast<double>(created));
+
+  // -- batched activation: one request creates `batch` sessions ------------
+  {
+    const size_t batch = 100;
+    size_t n = std::min<size_t>(sessions, quick ? 1000 : 100000) / batch;
+    std::vector<session_spec> specs(batch, session_spec{"agent", "", {}});
+    cpu0 = cpu_seconds();
+    t0 = steady_clock::now();
+    auto made = pipelined(self, n, 10, [&](size_t) {
+      self->send(host.host(), create_atom::value, specs);
+    });
+    secs = seconds_since(t0);
+    cpu = cpu_seconds() - cpu0;
+    std::printf("{\"bench\":\"activation_batched\",\"store\":\"%s\","
+                "\"batch\":%zu,\"sessions\":%zu,\"seconds\":%.3f,"
+                "\"sessions_per_s\":%.0f,\"cpu_s\":%.3f,"
+                "\"sessions_per_cpu_s\":%.0f}\n",
+                store_url.c_str(), batch, made, secs, made / secs, cpu,
+                made / cpu);
+  }
 
   // -- activation of stored sessions: unload some, then load them again ---
   size_t reload = std::min<size_t>(ids.size(), quick ? 1000 : 10000);
   pipelined(self, reload, 256, [&](size_t i) {
     self->send(host.host(), unload_atom::value, ids[i]);
   });
+  cpu0 = cpu_seconds();
   t0 = steady_clock::now();
   auto loaded = pipelined(self, reload, 1000, [&](size_t i) {
     self->send(host.host(), load_atom::value, ids[i]);
   });
   secs = seconds_since(t0);
+  cpu = cpu_seconds() - cpu0;
   std::printf("{\"bench\":\"activation_of_stored\",\"store\":\"%s\","
-              "\"sessions\":%zu,\"seconds\":%.3f,\"sessions_per_s\":%.0f}\n",
-              store_url.c_str(), loaded, secs, loaded / secs);
+              "\"sessions\":%zu,\"seconds\":%.3f,\"sessions_per_s\":%.0f,"
+              "\"cpu_s\":%.3f,\"sessions_per_cpu_s\":%.0f}\n",
+              store_url.c_str(), loaded, secs, loaded / secs, cpu, loaded / cpu);
 
   // -- unload/load round trip ---------------------------------------------
   session_info one;
