@@ -33,6 +33,7 @@ namespace {
 using ws_in_atom = caf::atom_constant<caf::atom("t_wsin")>;
 using ws_bin_atom = caf::atom_constant<caf::atom("t_wsbin")>;
 using replay_atom = caf::atom_constant<caf::atom("t_replay")>;
+using ack_timeout_atom = caf::atom_constant<caf::atom("t_acktmo")>;
 
 constexpr size_t replay_page = 256;
 constexpr size_t max_pending = 4096;
@@ -60,6 +61,21 @@ struct ws_state {
   std::set<std::string> attached;
   std::map<std::string, bool> scope_seen; // in_scope answers by session id
   std::vector<outgoing_frame> outbox;     // event frames not yet handed over
+  // Session handles the host gave us, monitored: every publish after the
+  // first goes straight to the session instead of asking the host again.
+  std::map<std::string, session_actor> located;
+  // Requests to sessions in flight, by number: their deadlines. CAF 0.17
+  // hands every timed request to its clock thread (a wake-up, and a timeout
+  // message later even when the answer came): session requests are sent
+  // untimed and one timer per connection expires them instead.
+  struct in_flight {
+    std::chrono::steady_clock::time_point deadline;
+    json ref;
+    std::string session;
+  };
+  std::map<uint64_t, in_flight> asking;
+  uint64_t next_ask = 1;
+  bool ack_timer_armed = false;
   static inline const char* name = "ws_connection";
 };
 
@@ -380,29 +396,124 @@ void op_unsubscribe(self_ptr self, const json& ref, const std::string& id) {
   send(self, json{{"op", "unsubscribed"}, {"session", id}, {"ref", ref}});
 }
 
-/// Locates the session, then runs `f(session_actor)`; errors go to the client.
+/// Whether a request to a remembered session handle failed because that
+/// activation is gone or going (stopped, fenced, unloading): it never
+/// applied the request, so asking the host again for the current one is safe.
+bool stale_handle(const caf::error& err) {
+  if (err == caf::sec::request_receiver_down)
+    return true;
+  return err.category() == error_category
+         && code_of(err) == errc::unavailable;
+}
+
+void forget_session(self_ptr self, const std::string& id,
+                    const session_actor& s) {
+  auto& located = self->state.located;
+  if (auto i = located.find(id); i != located.end() && i->second == s) {
+    self->demonitor(s.address());
+    located.erase(i);
+  }
+}
+
+/// Runs `f(session_actor, from_cache)`: with the remembered handle, else the
+/// one the host gives (remembered from then on); errors go to the client.
 template <class F>
 void with_session(self_ptr self, const std::string& id, const json& ref, F f) {
+  auto& located = self->state.located;
+  if (auto i = located.find(id); i != located.end()) {
+    auto s = i->second; // f may change `located`
+    return f(s, true);
+  }
   self
     ->request(self->state.ctx->host, self->state.ctx->timeout,
               get_session_atom::value, id)
-    .then([f](session_actor& s) mutable { f(s); },
-          [self, ref, id](caf::error& err) { send_error(self, err, ref, id); });
+    .then(
+      [self, id, f](session_actor& s) mutable {
+        auto& located = self->state.located;
+        // A bounded cache: a client touching many sessions asks the host.
+        if (located.count(id) == 0 && located.size() < 1024) {
+          self->monitor(s);
+          located.emplace(id, s);
+        }
+        f(s, false);
+      },
+      [self, ref, id](caf::error& err) { send_error(self, err, ref, id); });
+}
+
+// Checks at a tenth of the timeout: an expiry is late by that much at most.
+void arm_ack_timer(self_ptr self) {
+  auto& st = self->state;
+  st.ack_timer_armed = true;
+  self->delayed_send(self, std::max(st.ctx->timeout / 10,
+                                    std::chrono::milliseconds(10)),
+                     ack_timeout_atom::value);
+}
+
+/// Expires requests past their deadline; re-arms while any are in flight.
+void expire_asks(self_ptr self) {
+  auto& st = self->state;
+  st.ack_timer_armed = false;
+  auto now = std::chrono::steady_clock::now();
+  for (auto i = st.asking.begin(); i != st.asking.end();) {
+    if (i->second.deadline > now) {
+      ++i;
+      continue;
+    }
+    send_error(self, errc::unavailable, "the host did not answer in time",
+               i->second.ref, i->second.session);
+    i = st.asking.erase(i);
+  }
+  if (!st.asking.empty())
+    arm_ack_timer(self);
+}
+
+/// Registers a request in flight; returns its number.
+uint64_t start_ask(self_ptr self, const std::string& id, const json& ref) {
+  auto& st = self->state;
+  auto n = st.next_ask++;
+  st.asking.emplace(n, ws_state::in_flight{std::chrono::steady_clock::now()
+                                             + st.ctx->timeout,
+                                           ref, id});
+  if (!st.ack_timer_armed)
+    arm_ack_timer(self);
+  return n;
+}
+
+/// Sends `xs...` to session `s` and acknowledges with `extra(result)` merged
+/// in. A remembered handle that went stale is asked about once more, through
+/// the host.
+template <class T, class Extra, class... Ts>
+void ask_session(self_ptr self, const session_actor& s, bool from_cache,
+                 const std::string& id, const json& ref, Extra extra,
+                 Ts... xs) {
+  auto n = start_ask(self, id, ref);
+  self->request(s, caf::infinite, xs...)
+    .then(
+      [=](T& result) {
+        if (self->state.asking.erase(n) == 0)
+          return; // expired: the client was told already
+        json j{{"op", "ack"}, {"session", id}, {"ref", ref}};
+        extra(j, result);
+        send(self, j);
+      },
+      [=](caf::error& err) {
+        if (self->state.asking.erase(n) == 0)
+          return;
+        if (!from_cache || !stale_handle(err))
+          return send_error(self, err, ref, id);
+        forget_session(self, id, s);
+        with_session(self, id, ref, [=](session_actor& fresh, bool) {
+          ask_session<T>(self, fresh, false, id, ref, extra, xs...);
+        });
+      });
 }
 
 /// Asks the session and acknowledges with `extra(result)` merged in.
 template <class T, class Extra, class... Ts>
 void ask_and_ack(self_ptr self, const std::string& id, const json& ref,
                  Extra extra, Ts... xs) {
-  with_session(self, id, ref, [=](session_actor& s) {
-    self->request(s, self->state.ctx->timeout, xs...)
-      .then(
-        [=](T& result) {
-          json j{{"op", "ack"}, {"session", id}, {"ref", ref}};
-          extra(j, result);
-          send(self, j);
-        },
-        [=](caf::error& err) { send_error(self, err, ref, id); });
+  with_session(self, id, ref, [=](session_actor& s, bool from_cache) {
+    ask_session<T>(self, s, from_cache, id, ref, extra, xs...);
   });
 }
 
@@ -547,6 +658,15 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
   self->state.sink = std::move(sink);
   self->state.scope = scope;
   self->state.proto = proto;
+  self->set_down_handler([self](caf::down_msg& dm) {
+    // A remembered session stopped: ask the host next time.
+    auto& located = self->state.located;
+    for (auto i = located.begin(); i != located.end(); ++i)
+      if (i->second.address() == dm.source) {
+        located.erase(i);
+        return;
+      }
+  });
   return {
     [self](ws_in_atom, const std::string& text) {
       try {
@@ -617,6 +737,7 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       sub.pending.clear();
       replay_step(self, id);
     },
+    [self](ack_timeout_atom) { expire_asks(self); },
     [self](replay_atom, const std::string& id, uint64_t gen) {
       auto i = self->state.subs.find(id);
       if (i != self->state.subs.end() && i->second.gen == gen)
