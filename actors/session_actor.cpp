@@ -34,6 +34,28 @@ std::string lifecycle_payload(const metadata_map& md) {
   return payload.dump();
 }
 
+// What a snapshot holds beyond what the store rebuilds from the events after
+// it (last_seq, updated_at, and the liveness-only last_heartbeat): when this
+// changes, the next batch writes the session row.
+uint64_t info_fingerprint(const session_info& i) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t x) { h = (h ^ x) * 1099511628211ull; };
+  std::hash<std::string> str;
+  mix(str(i.type));
+  mix(str(i.role));
+  for (auto& [k, v] : i.metadata) {
+    mix(str(k));
+    mix(str(v));
+  }
+  mix(static_cast<uint64_t>(i.state));
+  mix(static_cast<uint64_t>(i.created_at));
+  mix(i.message_count);
+  mix(i.reconnects);
+  mix(str(i.peer));
+  mix(i.peer_connected ? 1 : 2);
+  return h | 1; // never 0: that means "no snapshot written yet"
+}
+
 // Session code talks to its actor through the typed base: everything but the
 // state, which it is.
 using actor_pointer = session_actor::base*;
@@ -74,6 +96,12 @@ struct session_data : session_control, session_context {
   };
   std::unique_ptr<durable_views> views;
 
+  // The stored snapshot: batches carry one only when the session's info
+  // changed beyond last_seq/updated_at, every `snapshot_every` events, and
+  // at unload; loading replays the events after it (host/store/catch_up.hpp).
+  uint64_t snapshot_fp = 0;    // info_fingerprint of it; 0: none yet
+  uint32_t since_snapshot = 0; // events flushed since the last snapshot
+
   // -- hooks, timers, unloading -----------------------------------------------
   uint64_t hb_gen = 0;
   uint64_t grace_gen = 0;
@@ -89,7 +117,7 @@ struct session_data : session_control, session_context {
   bool type_cleaned = false;
   bool grace_active = false;
   // A change with no event of its own (the peer forgotten after its grace)
-  // still has to be written: the next flush carries a snapshot anyway.
+  // sets it: the next flush carries a snapshot, even alone.
   bool snapshot_due = false;
 
   std::unique_ptr<session_type> type; // may be null: a passive session
@@ -470,12 +498,20 @@ struct session_data : session_control, session_context {
     return snap;
   }
 
+  // Whether the stored snapshot lags behind more than the event tail the
+  // store replays on load (last_seq, updated_at).
+  bool snapshot_stale() const {
+    return snapshot_due || since_snapshot > 0
+           || info_fingerprint(rec) != snapshot_fp;
+  }
+
   void flush() {
     flush_scheduled = false;
     if (unsent.empty() && !snapshot_due) {
       drop_views_if_settled();
       return;
     }
+    bool forced = snapshot_due;
     snapshot_due = false;
     if (views) { // `rec` as this batch leaves: the durable view once it is
       views->in_flight.emplace_back(last_emitted(), rec);
@@ -484,9 +520,18 @@ struct session_data : session_control, session_context {
     append_batch batch;
     batch.session_id = rec.id;
     batch.epoch = rec.epoch;
+    since_snapshot += static_cast<uint32_t>(unsent.size());
     batch.events = std::move(unsent);
-    batch.snapshot = snapshot();
     unsent.clear();
+    // Rewriting the session row costs more than the events of a small batch
+    // (it touches every index of the sessions table): only when needed.
+    auto fp = info_fingerprint(rec);
+    if (forced || fp != snapshot_fp
+        || since_snapshot >= std::max<size_t>(cfg().snapshot_every, 1)) {
+      batch.snapshot = snapshot();
+      snapshot_fp = fp;
+      since_snapshot = 0;
+    }
     self->send(svc->persistence, persist_atom::value, session_actor{self},
                std::move(batch));
   }
@@ -830,8 +875,22 @@ void stop_unloaded(self_pointer self,
   self->quit();
 }
 
-// Every batch carries the snapshot: once the last emitted event is durable,
-// the store holds the final state; then the actor stops.
+// Writes the snapshot if the stored one lags (batches carry one only now
+// and then) and runs `k` once every batch sent, that one included, is
+// durable (or with the error when the session is fenced first).
+void write_final_snapshot(self_pointer self,
+                          std::function<void(const caf::error&)> k) {
+  auto& st = self->state;
+  if (st.snapshot_stale()) {
+    st.before_change(); // tracks the snapshot-only batch below in `views`
+    st.snapshot_due = true;
+    st.flush();
+  }
+  st.after_batches(std::move(k));
+}
+
+// Once the last emitted event and a current snapshot are durable, the store
+// holds the final state; then the actor stops.
 void finish_unload(self_pointer self, caf::typed_response_promise<session_info> rp) {
   auto& st = self->state;
   st.after_durable(st.last_emitted(), [self, rp](const caf::error& err) mutable {
@@ -839,8 +898,7 @@ void finish_unload(self_pointer self, caf::typed_response_promise<session_info> 
       rp.deliver(err);
       return;
     }
-    // A snapshot-only batch (no events) may still be on its way.
-    self->state.after_batches([self, rp](const caf::error& err) mutable {
+    write_final_snapshot(self, [self, rp](const caf::error& err) mutable {
       if (err)
         rp.deliver(err);
       else
@@ -1151,37 +1209,6 @@ std::vector<event> first_steps(session_info& info, const session_services& svc,
     out.push_back(std::move(e));
   }
   return out;
-}
-
-void replay_into(session_info& info, const std::vector<event>& events) {
-  for (auto& e : events) {
-    if (e.seq <= info.last_seq)
-      continue;
-    info.last_seq = e.seq;
-    info.updated_at = e.ts;
-    if (e.type == event_type::message) {
-      ++info.message_count;
-      continue;
-    }
-    if (e.type != event_type::status_changed
-        && e.type != event_type::session_open
-        && e.type != event_type::session_close)
-      continue;
-    auto data = json::parse(e.data, nullptr, false);
-    if (!data.is_object())
-      continue;
-    if (e.type == event_type::status_changed) {
-      if (auto s = parse_session_state(data.value("state", "")))
-        info.state = *s;
-    } else if (e.type == event_type::session_open) {
-      info.peer = data.value("peer", info.peer);
-      info.peer_connected = true;
-      if (data.contains("reconnects"))
-        info.reconnects = std::stoull(data.value("reconnects", "0"));
-    } else {
-      info.peer_connected = false;
-    }
-  }
 }
 
 } // namespace sessionhost

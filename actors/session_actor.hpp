@@ -15,6 +15,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/session_services.hpp"
+#include "host/store/catch_up.hpp" // replay_into
 
 namespace sessionhost {
 
@@ -47,9 +48,5 @@ session_actor spawn_session(caf::actor_system& sys, session_start start);
 /// create, so the session starts ACTIVE with them durable.
 std::vector<event> first_steps(session_info& info, const session_services& svc,
                                std::vector<lifecycle_record>& records);
-
-/// Applies stored events after a snapshot to it (state, counters, peer,
-/// last_seq): the fold that makes "snapshot + events after it" exact.
-void replay_into(session_info& info, const std::vector<event>& events);
 
 } // namespace sessionhost

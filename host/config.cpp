@@ -53,6 +53,8 @@ host_config host_config::from(const caf::actor_system_config& cfg) {
                                  out.idempotency_window);
   out.commit_batch_limit = caf::get_or(cfg, "sessionhost.commit-batch-limit",
                                        out.commit_batch_limit);
+  out.snapshot_every = caf::get_or(cfg, "sessionhost.snapshot-every",
+                                   out.snapshot_every);
   out.retention_max_age = ms_or(cfg, "sessionhost.retention-max-age",
                                 out.retention_max_age);
   out.retention_keep_events = caf::get_or(cfg, "sessionhost.retention-keep-events",
@@ -83,6 +85,9 @@ sessionhost_config::sessionhost_config() {
                         "how long publish idempotency keys are remembered "
                         "(default 10min; 0s: off)")
     .add<size_t>("commit-batch-limit", "most events per store transaction")
+    .add<size_t>("snapshot-every",
+                 "rewrite a session's stored snapshot at least every this "
+                 "many events (default 1000; also on change and unload)")
     .add<caf::timespan>("retention-max-age",
                         "delete events older than this (0s: keep all)")
     .add<uint64_t>("retention-keep-events",

@@ -40,6 +40,10 @@ struct host_config {
   std::chrono::milliseconds idempotency_window{std::chrono::minutes(10)};
   /// Most events the persistence listener writes in one transaction.
   size_t commit_batch_limit = 16'384;
+  /// A session's stored snapshot is rewritten when its info changes and at
+  /// unload; else once per this many events (loading replays the events
+  /// after it). 1 = with every batch.
+  size_t snapshot_every = 1'000;
   /// Retention (host/store/retention.hpp): events older than this may be
   /// deleted (0 = keep every event) …
   std::chrono::milliseconds retention_max_age{0};

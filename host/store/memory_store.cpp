@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <tuple>
 
+#include "host/store/catch_up.hpp"
+
 namespace sessionhost {
 
 session_store::~session_store() = default;
@@ -172,11 +174,18 @@ std::vector<event> memory_store::read_events(const std::string& id,
 }
 
 std::optional<session_info> memory_store::load(const std::string& id) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto i = sessions_.find(id);
-  if (i == sessions_.end())
-    return std::nullopt;
-  return view(i->second);
+  session_info info;
+  uint64_t covered = 0; // the events the snapshot includes
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = sessions_.find(id);
+    if (i == sessions_.end())
+      return std::nullopt;
+    info = view(i->second);
+    covered = i->second.snapshot.last_seq;
+  }
+  catch_up(*this, info, covered);
+  return info;
 }
 
 uint64_t memory_store::activate(const std::string& id) {
@@ -212,20 +221,26 @@ session_page memory_store::list(const session_filter& filter,
   if (limit == 0)
     throw store_error(code::invalid_argument, "limit must be at least 1");
   auto from = parse_cursor(cursor);
-  std::lock_guard<std::mutex> guard{mtx_};
-  std::vector<session_info> all;
-  for (auto& [id, r] : sessions_)
-    if (matches(filter, r.snapshot) && after_cursor(r.snapshot, from))
-      all.push_back(view(r));
+  std::vector<std::pair<session_info, uint64_t>> all; // with what it covers
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& [id, r] : sessions_)
+      if (matches(filter, r.snapshot) && after_cursor(r.snapshot, from))
+        all.emplace_back(view(r), r.snapshot.last_seq);
+  }
   std::sort(all.begin(), all.end(), [](auto& x, auto& y) {
-    return std::tie(x.created_at, x.id) < std::tie(y.created_at, y.id);
+    return std::tie(x.first.created_at, x.first.id)
+           < std::tie(y.first.created_at, y.first.id);
   });
   session_page page;
   if (all.size() > limit) {
     all.resize(limit);
-    page.next_cursor = make_cursor(all.back());
+    page.next_cursor = make_cursor(all.back().first);
   }
-  page.sessions = std::move(all);
+  for (auto& [info, covered] : all) {
+    catch_up(*this, info, covered);
+    page.sessions.push_back(std::move(info));
+  }
   return page;
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 
+#include "host/store/catch_up.hpp"
 #include "host/store/codec.hpp"
 #include "host/store/list_cursor.hpp"
 
@@ -566,13 +567,19 @@ std::vector<event> postgres_store::read_events(const std::string& id,
 std::optional<session_info> postgres_store::load(const std::string& id) {
   if (!storable_text(id))
     return std::nullopt;
-  return impl_->with_connection([&](pqxx::connection& c) {
+  uint64_t covered = 0; // the events the snapshot includes
+  auto info = impl_->with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction tx{c};
     auto r = tx.exec_prepared("load", id);
     if (r.empty())
       return std::optional<session_info>{};
+    pqxx::binarystring blob{r[0][2]};
+    covered = decode_snapshot(view(blob)).last_seq;
     return std::optional<session_info>{row_to_info(r[0])};
   });
+  if (info)
+    catch_up(*this, *info, covered);
+  return info;
 }
 
 uint64_t postgres_store::activate(const std::string& id) {
@@ -646,10 +653,12 @@ session_page postgres_store::list(const session_filter& filter,
   values.push_back(std::to_string(fetch));
   sql += " ORDER BY created_at, id LIMIT $" + std::to_string(values.size())
          + "::bigint";
-  return impl_->with_connection([&](pqxx::connection& c) {
+  std::vector<uint64_t> covered; // what each listed snapshot includes
+  auto page = impl_->with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction tx{c};
     auto r = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(values));
     session_page page;
+    covered.clear();
     list_position last;
     for (auto row : r) {
       if (page.sessions.size() + page.unreadable.size() == limit) {
@@ -659,7 +668,10 @@ session_page postgres_store::list(const session_filter& filter,
       last.created_at = row[3].as<int64_t>();
       last.id = row[4].as<std::string>();
       try {
+        pqxx::binarystring blob{row[2]};
+        auto snapshot_covers = decode_snapshot(view(blob)).last_seq;
         page.sessions.push_back(row_to_info(row));
+        covered.push_back(snapshot_covers);
       } catch (const store_error& e) {
         if (e.error_code() != code::corrupt)
           throw;
@@ -668,6 +680,9 @@ session_page postgres_store::list(const session_filter& filter,
     }
     return page;
   });
+  for (size_t i = 0; i < page.sessions.size(); ++i)
+    catch_up(*this, page.sessions[i], covered[i]);
+  return page;
 }
 
 uint64_t postgres_store::count(const session_filter& filter) {

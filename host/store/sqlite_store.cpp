@@ -14,6 +14,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "host/store/catch_up.hpp"
 #include "host/store/codec.hpp"
 #include "host/store/list_cursor.hpp"
 
@@ -659,15 +660,21 @@ std::vector<event> sqlite_store::read_events(const std::string& id,
 }
 
 std::optional<session_info> sqlite_store::load(const std::string& id) {
-  std::lock_guard<std::mutex> guard{impl_->read_mtx};
-  use u{*impl_->r_load};
-  u->bind(1, id);
-  if (!u->step())
-    return std::nullopt;
-  auto info = decode_snapshot(u->blob(2));
-  info.last_seq = static_cast<uint64_t>(u->int64(0));
-  info.epoch = static_cast<uint64_t>(u->int64(1));
-  info.loaded = false;
+  session_info info;
+  uint64_t covered = 0; // the events the snapshot includes
+  {
+    std::lock_guard<std::mutex> guard{impl_->read_mtx};
+    use u{*impl_->r_load};
+    u->bind(1, id);
+    if (!u->step())
+      return std::nullopt;
+    info = decode_snapshot(u->blob(2));
+    covered = info.last_seq;
+    info.last_seq = static_cast<uint64_t>(u->int64(0));
+    info.epoch = static_cast<uint64_t>(u->int64(1));
+    info.loaded = false;
+  }
+  catch_up(*this, info, covered);
   return info;
 }
 
@@ -751,34 +758,40 @@ session_page sqlite_store::list(const session_filter& filter,
     std::min<size_t>(limit, static_cast<size_t>(std::numeric_limits<int64_t>::max() - 1))
     + 1);
   session_page page;
-  std::lock_guard<std::mutex> guard{impl_->read_mtx};
-  statement st{impl_->reader->get(), sql};
-  use u{st};
-  for (int i = 0; i < n; ++i)
-    u->bind(i + 1, values[static_cast<size_t>(i)]);
-  if (after)
-    u->bind(n + 1, static_cast<int64_t>(after->created_at)).bind(n + 2, after->id);
-  u->bind(n + (after ? 3 : 1), fetch);
-  list_position last;
-  while (u->step()) {
-    if (page.sessions.size() + page.unreadable.size() == limit) {
-      page.next_cursor = encode_list_cursor(last);
-      break;
-    }
-    last.created_at = u->int64(3);
-    last.id = u->text(4);
-    try {
-      auto info = decode_snapshot(u->blob(2));
-      info.last_seq = static_cast<uint64_t>(u->int64(0));
-      info.epoch = static_cast<uint64_t>(u->int64(1));
-      info.loaded = false;
-      page.sessions.push_back(std::move(info));
-    } catch (const store_error& e) {
-      if (e.error_code() != code::corrupt)
-        throw;
-      page.unreadable.push_back(last.id);
+  std::vector<uint64_t> covered; // what each listed snapshot includes
+  {
+    std::lock_guard<std::mutex> guard{impl_->read_mtx};
+    statement st{impl_->reader->get(), sql};
+    use u{st};
+    for (int i = 0; i < n; ++i)
+      u->bind(i + 1, values[static_cast<size_t>(i)]);
+    if (after)
+      u->bind(n + 1, static_cast<int64_t>(after->created_at)).bind(n + 2, after->id);
+    u->bind(n + (after ? 3 : 1), fetch);
+    list_position last;
+    while (u->step()) {
+      if (page.sessions.size() + page.unreadable.size() == limit) {
+        page.next_cursor = encode_list_cursor(last);
+        break;
+      }
+      last.created_at = u->int64(3);
+      last.id = u->text(4);
+      try {
+        auto info = decode_snapshot(u->blob(2));
+        covered.push_back(info.last_seq);
+        info.last_seq = static_cast<uint64_t>(u->int64(0));
+        info.epoch = static_cast<uint64_t>(u->int64(1));
+        info.loaded = false;
+        page.sessions.push_back(std::move(info));
+      } catch (const store_error& e) {
+        if (e.error_code() != code::corrupt)
+          throw;
+        page.unreadable.push_back(last.id);
+      }
     }
   }
+  for (size_t i = 0; i < page.sessions.size(); ++i)
+    catch_up(*this, page.sessions[i], covered[i]);
   return page;
 }
 

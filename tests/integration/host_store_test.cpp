@@ -222,6 +222,73 @@ TEST_P(host_store, everything_survives_a_process_restart) {
   EXPECT_EQ(seqs_of(all_events(*p.store, agent_id)), one_to(*next));
 }
 
+/// The seq a SQLite session row's snapshot covers, and the stored tail.
+std::pair<int64_t, int64_t> sqlite_snapshot_seq(const std::string& path,
+                                                const std::string& id) {
+  sqlite3* db = nullptr;
+  std::pair<int64_t, int64_t> out{-1, -1};
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
+    return out;
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "SELECT snapshot_seq, last_seq FROM sessions WHERE id = ?1",
+                     -1, &st, nullptr);
+  sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    out = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)};
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+// A batch carries the session's snapshot only when its info changes, every
+// `snapshot_every` events and at unload; loading folds the events after the
+// snapshot back in. What a crash would leave (the store as it is while the
+// session runs) and an unload + load both give back the session exactly.
+TEST_P(host_store, a_session_reloads_exactly_from_an_older_snapshot) {
+  process p{url_};
+  auto id = p.create("echo").id;
+  auto s = *p.get(id);
+  ASSERT_TRUE(p.call<uint64_t>(s, message_atom::value, R"("hi")"));
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(p.publish(id, R"({"n":1})"));
+  auto was = p.info(id);
+  ASSERT_GE(was.last_seq, 21u);
+  EXPECT_EQ(was.message_count, 1u);
+  auto expected = was;
+  expected.loaded = false;
+  if (GetParam() == "sqlite") {
+    auto [covered, tail] = sqlite_snapshot_seq(dir_.path + "/sessionhost.db", id);
+    EXPECT_EQ(tail, static_cast<int64_t>(was.last_seq));
+    EXPECT_LT(covered, tail) << "the publishes did not rewrite the snapshot";
+  }
+
+  // kill -9 now: a restart loads what is stored.
+  auto stored = p.store->load(id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(*stored, expected);
+  EXPECT_EQ(stored->updated_at, was.updated_at) << "the last event's time";
+
+  // An unload writes the snapshot; loading again gives the same session.
+  ASSERT_TRUE(p.call<session_info>(p.host->host(), unload_atom::value, id));
+  if (GetParam() == "sqlite") {
+    auto [covered, tail] = sqlite_snapshot_seq(dir_.path + "/sessionhost.db", id);
+    EXPECT_EQ(covered, tail) << "unload leaves a current snapshot";
+  }
+  stored = p.store->load(id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(*stored, expected);
+  auto now = p.info(id); // loads it
+  EXPECT_TRUE(now.loaded);
+  EXPECT_EQ(now.last_seq, was.last_seq);
+  EXPECT_EQ(now.updated_at, was.updated_at);
+  EXPECT_EQ(now.message_count, was.message_count);
+  EXPECT_EQ(now.state, was.state);
+  EXPECT_GT(now.epoch, was.epoch);
+  auto next = p.publish(id, R"({"after":"load"})");
+  ASSERT_TRUE(next) << message_of(next.error());
+  EXPECT_EQ(*next, was.last_seq + 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(stores, host_store, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
