@@ -48,7 +48,9 @@ struct append_batch {
   std::string session_id;          ///< the session written
   uint64_t epoch = 0;              ///< must be >= the session's stored epoch
   std::vector<event> events;       ///< seqs continue the stored stream: last + 1, …
-  std::optional<session_info> snapshot; ///< replaces the snapshot, same transaction
+  /// Replaces the snapshot, same transaction; it covers the events up to its
+  /// `last_seq` (load folds in those after it).
+  std::optional<session_info> snapshot;
 };
 
 /// One page of `list`.
@@ -87,9 +89,11 @@ public:
   virtual std::vector<event> read_events(const std::string& id,
                                          uint64_t after_seq, size_t limit) = 0;
 
-  /// The stored snapshot with `last_seq` set to the highest stored event seq
-  /// and `epoch` to the current epoch, or nothing for an unknown id. Throws
-  /// `corrupt` when the stored snapshot does not decode.
+  /// The stored snapshot with the events after the seq it covers (its own
+  /// `last_seq`) folded in (`catch_up`, host/store/catch_up.hpp), `last_seq`
+  /// set to the highest stored event seq and `epoch` to the current epoch,
+  /// or nothing for an unknown id. Throws `corrupt` when the stored snapshot
+  /// does not decode.
   virtual std::optional<session_info> load(const std::string& id) = 0;
 
   /// Claims the session for a new activation: stores and returns epoch + 1.
@@ -104,8 +108,9 @@ public:
   /// The id of the session holding `role` that is not CLEANED, if any.
   virtual std::optional<std::string> find_by_role(const std::string& role) = 0;
 
-  /// Stored sessions matching `filter`, ordered by (created_at, id), at most
-  /// `limit` (>= 1, else `invalid_argument`) per page; pass the previous page's `next_cursor` to go on.
+  /// Stored sessions matching `filter` (each as `load` gives it), ordered by
+  /// (created_at, id), at most `limit` (>= 1, else `invalid_argument`) per
+  /// page; pass the previous page's `next_cursor` to go on.
   /// A session whose snapshot does not decode is named in `unreadable`.
   virtual session_page list(const session_filter& filter,
                             const std::string& cursor, size_t limit) = 0;

@@ -439,6 +439,32 @@ TEST_P(session_store_contract, read_events_pages_after_a_seq) {
   EXPECT_EQ(store_->read_events("s2", 0, 100), make_events("s2", 1, 3));
 }
 
+// Sessions write their snapshot only now and then: load and list give the
+// snapshot with the events after the seq it covers folded in.
+TEST_P(session_store_contract, load_folds_in_the_events_after_the_snapshot) {
+  store_->create(make_info("s1"));
+  auto snap = make_info("s1", "", "echo", session_state::active);
+  snap.last_seq = 2;
+  snap.updated_at = make_event("s1", 2).ts;
+  store_->append({batch("s1", 1, make_events("s1", 1, 2), snap)});
+  auto later = make_events("s1", 3, 3);
+  later[0].type = event_type::message; // counted by message_count
+  store_->append({batch("s1", 1, later)});
+  auto expected = snap;
+  expected.last_seq = 5;
+  expected.updated_at = later.back().ts;
+  expected.message_count = 1;
+  EXPECT_EQ(store_->load("s1"), std::optional<session_info>{expected});
+  auto page = store_->list({}, "", 10);
+  ASSERT_EQ(page.sessions.size(), 1u);
+  EXPECT_EQ(page.sessions[0], expected);
+  // A snapshot covering everything is taken as it is.
+  auto current = expected;
+  current.message_count = 9;
+  store_->append({batch("s1", 1, {}, current)});
+  EXPECT_EQ(store_->load("s1"), std::optional<session_info>{current});
+}
+
 TEST_P(session_store_contract, list_filters_by_state_role_and_type) {
   // e held r1 before and is CLEANED, so a can hold it now.
   store_->create(make_info("e", "r1", "echo", session_state::cleaned, 5));
@@ -912,6 +938,7 @@ TEST_F(sqlite_store_test, reopening_gives_back_everything) {
     snap = make_info("s1", "agent-1", "echo", session_state::active, 10);
     snap.metadata = {{"a", "b"}};
     snap.message_count = 7;
+    snap.last_seq = 7; // it covers its batch, as a session's does
     store.append({batch("s1", 1, make_events("s1", 1, 7), snap),
                   batch("s2", 1, make_events("s2", 1, 2))});
     EXPECT_EQ(store.activate("s1"), 2u);
@@ -1158,6 +1185,7 @@ TEST(postgres_store_test, reopening_gives_back_everything) {
   auto url = testing::fresh_postgres_database();
   auto snap = make_info("s1", "agent-1", "echo", session_state::active, 10);
   snap.metadata = {{"a", "b"}};
+  snap.last_seq = 4; // it covers its batch, as a session's does
   {
     postgres_store store{url};
     store.create(make_info("s1", "agent-1", "echo", session_state::created, 10));
