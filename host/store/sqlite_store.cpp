@@ -11,7 +11,9 @@
 #include <cstring>
 #include <algorithm>
 #include <limits>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "host/store/catch_up.hpp"
@@ -391,6 +393,14 @@ struct sqlite_store::impl {
 
   std::mutex read_mtx;
   std::unique_ptr<connection> reader; // guarded by read_mtx
+
+  // WAL checkpoints, off the commit path: its own connection and thread.
+  std::unique_ptr<connection> checkpointer; // used by cp_thread only
+  std::mutex cp_mtx;
+  std::condition_variable cp_cv;
+  bool cp_wanted = false; // guarded by cp_mtx
+  bool cp_stop = false;   // guarded by cp_mtx
+  std::thread cp_thread;
   std::unique_ptr<statement> r_load, r_events, r_role, r_event_candidates,
     r_cleaned_candidates;
 
@@ -466,9 +476,59 @@ struct sqlite_store::impl {
     r_cleaned_candidates = std::make_unique<statement>(
       r, "SELECT id FROM sessions WHERE state = 'CLEANED' AND updated_at < ?1"
          " AND id > ?2 ORDER BY id LIMIT ?3");
+
+    // By default SQLite checkpoints the WAL into the database inside the
+    // commit that grows it past 1,000 pages: that commit, and every
+    // acknowledgement waiting for it, then also writes those pages to the
+    // database file and fsyncs it (milliseconds: the tail of a durable
+    // publish). A thread of our own checkpoints instead, PASSIVE, which
+    // never blocks the writer; the commit only wakes it.
+    checkpointer = std::make_unique<connection>(path, SQLITE_OPEN_READWRITE);
+    checkpointer->exec("PRAGMA synchronous = FULL");
+    sqlite3_wal_hook(writer->get(), &impl::on_wal_commit, this);
+    cp_thread = std::thread([this] { run_checkpoints(); }); // nothing throws after
+  }
+
+  // The writer's commit hook (replaces SQLite's own auto-checkpoint).
+  static int on_wal_commit(void* arg, sqlite3*, const char*, int pages) {
+    constexpr int checkpoint_pages = 1000; // SQLite's default threshold
+    if (pages >= checkpoint_pages) {
+      auto* self = static_cast<impl*>(arg);
+      std::lock_guard<std::mutex> guard{self->cp_mtx};
+      if (!self->cp_wanted) {
+        self->cp_wanted = true;
+        self->cp_cv.notify_one();
+      }
+    }
+    return SQLITE_OK;
+  }
+
+  void run_checkpoints() {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock{cp_mtx};
+        cp_cv.wait(lock, [this] { return cp_wanted || cp_stop; });
+        if (cp_stop)
+          return;
+        cp_wanted = false;
+      }
+      // Failing (busy, I/O) only leaves the WAL longer: the next commit past
+      // the threshold asks again, and commits never depend on it.
+      sqlite3_wal_checkpoint_v2(checkpointer->get(), nullptr,
+                                SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
   }
 
   ~impl() {
+    {
+      std::lock_guard<std::mutex> guard{cp_mtx};
+      cp_stop = true;
+    }
+    cp_cv.notify_one();
+    if (cp_thread.joinable())
+      cp_thread.join();
+    if (writer)
+      sqlite3_wal_hook(writer->get(), nullptr, nullptr);
     // Statements before their connections.
     w_session.reset();
     w_insert_event.reset();
