@@ -1,8 +1,9 @@
 #include "host/id_generator.hpp"
 
 #include <chrono>
-#include <cstdio>
 #include <random>
+
+#include "host/session_key.hpp" // format_uuid
 
 namespace sessionhost {
 
@@ -21,14 +22,7 @@ std::string uuid_generator::next() {
       .count());
   uint64_t hi = (ms << 16) | (engine() & 0x0fffULL) | 0x7000ULL; // version 7
   uint64_t lo = (engine() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; // variant 10
-  char buf[37];
-  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xffff),
-                static_cast<unsigned>(hi & 0xffff),
-                static_cast<unsigned>(lo >> 48),
-                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-  return buf;
+  return format_uuid(hi, lo);
 }
 
 std::string sequential_id_generator::next() {

@@ -45,17 +45,19 @@ session_key::session_key(const std::string& id) {
     other_ = std::make_unique<std::string>(id);
 }
 
-std::string session_key::str() const {
-  if (other_)
-    return *other_;
+std::string format_uuid(uint64_t hi, uint64_t lo) {
   char buf[37];
   std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(hi_ >> 32),
-                static_cast<unsigned>((hi_ >> 16) & 0xffff),
-                static_cast<unsigned>(hi_ & 0xffff),
-                static_cast<unsigned>(lo_ >> 48),
-                static_cast<unsigned long long>(lo_ & 0xffffffffffffULL));
+                static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xffff),
+                static_cast<unsigned>(hi & 0xffff),
+                static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
   return buf;
+}
+
+std::string session_key::str() const {
+  return other_ ? *other_ : format_uuid(hi_, lo_);
 }
 
 bool session_key::operator==(const session_key& x) const noexcept {

@@ -11,6 +11,10 @@
 
 namespace sessionhost {
 
+/// The canonical text of a UUID from its 128 bits (`hi` the first 8 bytes):
+/// 36 lowercase characters, 8-4-4-4-12.
+std::string format_uuid(uint64_t hi, uint64_t lo);
+
 class session_key {
 public:
   /// The key of `id`.
