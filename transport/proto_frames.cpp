@@ -2,6 +2,8 @@
 
 #include "sessionhost/v1/session.pb.h"
 
+#include "host/store/codec.hpp" // to_proto
+
 namespace sessionhost::transport {
 
 using nlohmann::json;
@@ -16,17 +18,6 @@ std::string dump(const json& j) {
 json parse_text(const std::string& text) {
   auto j = json::parse(text, nullptr, false);
   return j.is_discarded() ? json(text) : j;
-}
-
-void fill(v1::Event& out, const event& e) {
-  out.set_session_id(e.session_id);
-  out.set_seq(e.seq);
-  out.set_type(e.type);
-  out.set_data(e.data);
-  out.set_ts(e.ts);
-  out.set_epoch(e.epoch);
-  if (!e.idempotency_key.empty())
-    out.set_idempotency_key(e.idempotency_key);
 }
 
 } // namespace
@@ -99,7 +90,7 @@ std::string event_to_proto(const event& e) {
   v1::ServerOp op;
   op.set_op("event");
   op.set_session(e.session_id);
-  fill(*op.mutable_event(), e);
+  to_proto(e, *op.mutable_event());
   return op.SerializeAsString();
 }
 

@@ -103,6 +103,17 @@ bool parse(google::protobuf::MessageLite& msg, std::string_view bytes) {
 
 } // namespace
 
+void to_proto(const event& x, v1::Event& out) {
+  out.set_session_id(x.session_id);
+  out.set_seq(x.seq);
+  out.set_type(x.type);
+  out.set_data(x.data);
+  out.set_ts(x.ts);
+  out.set_epoch(x.epoch);
+  if (!x.idempotency_key.empty())
+    out.set_idempotency_key(x.idempotency_key);
+}
+
 bool is_valid_utf8(std::string_view s) noexcept {
   return valid_utf8(s);
 }
@@ -113,14 +124,7 @@ void encode_event(const event& x, std::string& out) {
   check_utf8(x.data, "event data");
   check_utf8(x.idempotency_key, "event idempotency key");
   v1::Event msg;
-  msg.set_session_id(x.session_id);
-  msg.set_seq(x.seq);
-  msg.set_type(x.type);
-  msg.set_data(x.data);
-  msg.set_ts(x.ts);
-  msg.set_epoch(x.epoch);
-  if (!x.idempotency_key.empty())
-    msg.set_idempotency_key(x.idempotency_key);
+  to_proto(x, msg);
   out.clear();
   if (!msg.SerializeToString(&out))
     throw store_error(code::invalid_argument, "event does not serialize");

@@ -16,6 +16,14 @@
 
 namespace sessionhost {
 
+namespace v1 {
+class Event; // generated from proto/sessionhost/v1/session.proto
+} // namespace v1
+
+/// Copies every field of `x` into the protobuf envelope (no checks): for
+/// messages that embed an Event, such as the WebSocket's ServerOp.
+void to_proto(const event& x, v1::Event& out);
+
 /// Serializes `x` as a `sessionhost.v1.Event`. Throws
 /// `store_error(invalid_argument)` when a string field is not valid UTF-8
 /// (proto3 strings must be, and bytes that cannot be decoded again must never
