@@ -13,6 +13,7 @@
 #include <optional>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <netinet/in.h>
@@ -41,6 +42,7 @@ using tcp = net::ip::tcp;
 namespace {
 
 class ws_conn;
+class http_conn;
 
 std::string error_body(const char* code, const std::string& message) {
   // Only fixed ASCII messages come here: no escaping needed.
@@ -82,6 +84,17 @@ struct server::impl {
   std::shared_ptr<server_stats> stats;
   std::mutex mtx;
   std::map<ws_conn*, std::weak_ptr<ws_conn>> wss; // guarded by mtx
+
+  /// REST requests the backend is still answering. The connection waits
+  /// here, not inside the backend's callback: an actor that answers (or drops
+  /// the callback) after the server stopped then holds nothing of Asio's, so
+  /// no socket outlives the io_context it belongs to.
+  struct pending_http {
+    std::mutex mtx;
+    bool open = true; // false once stop() began: late answers are dropped
+    std::unordered_map<http_conn*, std::shared_ptr<http_conn>> conns;
+  };
+  std::shared_ptr<pending_http> pending = std::make_shared<pending_http>();
   std::thread thread;
   // Declared last: destroyed first, while everything above still exists.
   net::io_context ioc{1};
@@ -698,9 +711,24 @@ private:
     r.body = std::move(req.body());
     r.authorization = std::move(auth);
     stream_.expires_never(); // the backend answers in bounded time
+    auto pending = srv_->pending;
+    {
+      std::lock_guard<std::mutex> guard{pending->mtx};
+      pending->conns.emplace(this, shared_from_this());
+    }
     srv_->be->handle_http(
-      std::move(r), [self = shared_from_this(), version,
-                     keep_alive](http_response resp) {
+      std::move(r),
+      [wp = std::weak_ptr<server::impl::pending_http>{pending}, conn = this,
+       version, keep_alive](http_response resp) {
+        auto p = wp.lock();
+        if (!p)
+          return; // the server is gone
+        std::lock_guard<std::mutex> guard{p->mtx};
+        auto i = p->conns.find(conn);
+        if (!p->open || i == p->conns.end())
+          return; // stopping: the connection is dropped
+        auto self = std::move(i->second);
+        p->conns.erase(i);
         net::post(self->stream_.get_executor(),
                   [self, version, keep_alive, resp = std::move(resp)]() mutable {
                     self->write(std::move(resp), version, keep_alive);
@@ -810,11 +838,21 @@ size_t server::close_websockets(uint16_t code, int timeout_ms) {
 
 void server::stop() {
   auto& i = *impl_;
+  {
+    std::lock_guard<std::mutex> guard{i.pending->mtx};
+    i.pending->open = false; // answers from now on find no connection
+  }
   if (!i.thread.joinable())
     return;
   stop_accepting();
   i.ioc.stop();
   i.thread.join();
+  // Connections still waiting for the backend close here, while Asio lives.
+  decltype(i.pending->conns) waiting;
+  {
+    std::lock_guard<std::mutex> guard{i.pending->mtx};
+    waiting.swap(i.pending->conns);
+  }
 }
 
 server_stats& server::stats() noexcept { return *impl_->stats; }
