@@ -5,6 +5,7 @@
 #include <deque>
 #include <queue>
 #include <functional>
+#include <iterator>
 #include <set>
 #include <unordered_map>
 
@@ -373,93 +374,77 @@ struct batch_reply {
   }
 };
 
-// Starts the sessions of a burst's stored requests. A type that spawns
-// nothing takes its first steps (→ ACTIVE) here, stored for all of them in
-// one more transaction: the session answers at once, with no round trip
-// through the persistence listener. Any other type (or a failed write)
+// What a create request of a burst stores: one row per session, with the
+// first steps (→ ACTIVE) of a type that spawns nothing already taken in the
+// host, so such a session starts ACTIVE with them durable and answers at
+// once (no round trip through the persistence listener). Any other type
 // starts CREATED and answers once its own first steps are durable.
-void start_created(self_pointer self,
-                   const std::vector<host_state::pending_create*>& created) {
-  auto& st = self->state;
+struct create_work {
+  std::vector<append_batch> rows;
+  std::vector<std::unique_ptr<session_type>> types;
+  std::vector<bool> stepped;
+  std::vector<lifecycle_record> records; // of the steps, once durable
+};
+
+create_work prepare_rows(host_state& st, host_state::pending_create& c) {
   auto& svc = *st.args.services;
-  struct ready {
-    size_t request; // index in `created`
-    size_t index;   // index in its infos
-    std::unique_ptr<session_type> type;
-    session_info info; // after its first steps
-  };
-  std::vector<ready> stepped;
-  std::vector<append_batch> batches;
-  std::vector<lifecycle_record> records;
-  std::vector<std::shared_ptr<batch_reply>> replies(created.size());
-  // Session i of request k starts CREATED and answers once its own steps
-  // are durable.
-  auto start_slow = [&](size_t k, size_t i, std::unique_ptr<session_type> type) {
-    auto& c = *created[k];
-    auto handle = adopt(self, std::move(c.infos[i]), {}, true, std::move(type));
-    if (!replies[k]) {
-      c.one.delegate(handle, sync_atom::value);
-      return;
-    }
-    self->request(handle, caf::infinite, sync_atom::value)
-      .then([reply = replies[k], i](session_info& x) { reply->set(i, std::move(x)); },
-            [reply = replies[k], i](caf::error& e) { reply->set(i, std::move(e)); });
-  };
-  for (size_t k = 0; k < created.size(); ++k) {
-    auto& c = *created[k];
-    if (c.batch) {
-      auto reply = std::make_shared<batch_reply>();
-      reply->rp = c.many;
-      reply->infos.resize(c.infos.size());
-      reply->left = c.infos.size();
-      replies[k] = std::move(reply);
-    }
-    for (size_t i = 0; i < c.infos.size(); ++i) {
-      auto type = svc.types ? svc.types->make(c.infos[i].type) : nullptr;
-      if (!type || !type->spawns_nothing()) {
-        start_slow(k, i, std::move(type));
-        continue;
-      }
-      auto info = c.infos[i];
-      auto events = first_steps(info, svc, records);
-      auto snapshot = info;
-      snapshot.loaded = false;
-      batches.push_back(append_batch{info.id, info.epoch, std::move(events),
-                                     std::move(snapshot)});
-      stepped.push_back(ready{k, i, std::move(type), std::move(info)});
-    }
+  create_work w;
+  w.rows.reserve(c.infos.size());
+  for (auto& info : c.infos) {
+    auto type = svc.types ? svc.types->make(info.type) : nullptr;
+    bool stepped = type && type->spawns_nothing();
+    std::vector<event> events;
+    if (stepped)
+      events = first_steps(info, svc, w.records);
+    auto snapshot = info;
+    snapshot.loaded = false;
+    w.rows.push_back(append_batch{info.id, info.epoch, std::move(events),
+                                  std::move(snapshot)});
+    w.types.push_back(std::move(type));
+    w.stepped.push_back(stepped);
   }
-  if (stepped.empty())
-    return;
-  bool durable = true;
-  try {
-    st.args.store->append(batches);
-  } catch (const store_error& e) {
-    spdlog::warn("host: cannot store the first steps of {} new sessions: {}",
-                 stepped.size(), e.what());
-    durable = false;
+  return w;
+}
+
+// Starts the sessions of a stored request and answers it.
+void start_created(self_pointer self, host_state::pending_create& c,
+                   create_work& w) {
+  auto& svc = *self->state.args.services;
+  for (auto& r : w.records)
+    svc.obs->record(std::move(r));
+  std::shared_ptr<batch_reply> reply;
+  if (c.batch) {
+    reply = std::make_shared<batch_reply>();
+    reply->rp = c.many;
+    reply->infos.resize(c.infos.size());
+    reply->left = c.infos.size();
   }
-  if (durable)
-    for (auto& r : records)
-      svc.obs->record(std::move(r));
-  for (auto& r : stepped) {
-    if (!durable) { // the session takes them itself, through its listener
-      start_slow(r.request, r.index, std::move(r.type));
+  for (size_t i = 0; i < c.infos.size(); ++i) {
+    if (w.stepped[i]) {
+      auto& info = c.infos[i];
+      info.loaded = true;
+      adopt(self, info, {}, false, std::move(w.types[i]));
+      if (reply)
+        reply->set(i, std::move(info));
+      else
+        c.one.deliver(std::move(info));
       continue;
     }
-    r.info.loaded = true;
-    adopt(self, r.info, {}, false, std::move(r.type));
-    if (auto& reply = replies[r.request])
-      reply->set(r.index, std::move(r.info));
-    else
-      created[r.request]->one.deliver(std::move(r.info));
+    auto handle = adopt(self, std::move(c.infos[i]), {}, true,
+                        std::move(w.types[i]));
+    if (!reply) {
+      c.one.delegate(handle, sync_atom::value);
+      continue;
+    }
+    self->request(handle, caf::infinite, sync_atom::value)
+      .then([reply, i](session_info& x) { reply->set(i, std::move(x)); },
+            [reply, i](caf::error& e) { reply->set(i, std::move(e)); });
   }
 }
 
-// Stores the sessions of a burst in one transaction, then starts them; a
-// session answers its create once its first steps (e.g. → ACTIVE) are
-// durable. When the transaction fails on a conflict (another node took a
-// role), each is retried alone so only the conflicting ones fail.
+// Stores the sessions of a burst in one transaction (create_started), then
+// starts them. When the transaction fails on a conflict (another node took a
+// role), each request is retried alone so only the conflicting ones fail.
 void commit_creates(self_pointer self) {
   auto& st = self->state;
   auto batch = std::move(st.creating);
@@ -478,32 +463,50 @@ void commit_creates(self_pointer self) {
       fail(c, make_error(errc::unavailable, "host is shutting down"));
     return;
   }
-  std::vector<session_info> infos;
+  std::vector<create_work> work;
+  work.reserve(batch.size());
   for (auto& c : batch)
-    infos.insert(infos.end(), c.infos.begin(), c.infos.end());
-  std::vector<host_state::pending_create*> created;
-  created.reserve(batch.size());
+    work.push_back(prepare_rows(st, c));
+  if (batch.size() == 1) {
+    try {
+      st.args.store->create_started(work[0].rows);
+    } catch (const store_error& e) {
+      fail(batch[0], from_store(e));
+      return;
+    }
+    start_created(self, batch[0], work[0]);
+    return;
+  }
+  // All rows of the burst in one call; moved back per request on a retry.
+  std::vector<append_batch> rows;
+  for (auto& w : work)
+    std::move(w.rows.begin(), w.rows.end(), std::back_inserter(rows));
   try {
-    st.args.store->create_many(infos);
-    for (auto& c : batch)
-      created.push_back(&c);
+    st.args.store->create_started(rows);
   } catch (const store_error& e) {
-    if (batch.size() == 1 || e.error_code() != store_error::code::conflict) {
+    if (e.error_code() != store_error::code::conflict) {
       for (auto& c : batch)
         fail(c, from_store(e));
       return;
     }
-    for (auto& c : batch) {
+    auto next = rows.begin();
+    for (size_t k = 0; k < batch.size(); ++k) {
+      auto& w = work[k];
+      std::move(next, next + static_cast<ptrdiff_t>(w.rows.size()),
+                w.rows.begin());
+      next += static_cast<ptrdiff_t>(w.rows.size());
       try {
-        st.args.store->create_many(c.infos); // a request: all or none
+        st.args.store->create_started(w.rows); // a request: all or none
       } catch (const store_error& e) {
-        fail(c, from_store(e));
+        fail(batch[k], from_store(e));
         continue;
       }
-      created.push_back(&c);
+      start_created(self, batch[k], w);
     }
+    return;
   }
-  start_created(self, created);
+  for (size_t k = 0; k < batch.size(); ++k)
+    start_created(self, batch[k], work[k]);
 }
 
 // Keeps the host's one idle timer set for the earliest idle check.

@@ -9,6 +9,21 @@ namespace sessionhost {
 
 session_store::~session_store() = default;
 
+void check_started(const std::vector<append_batch>& sessions) {
+  using code = store_error::code;
+  for (auto& b : sessions) {
+    if (!b.snapshot || b.snapshot->id != b.session_id)
+      throw store_error(code::invalid_argument,
+                        "a started session needs its own snapshot: "
+                          + b.session_id);
+    for (size_t k = 0; k < b.events.size(); ++k)
+      if (b.events[k].seq != k + 1)
+        throw store_error(code::seq_gap,
+                          "seq " + std::to_string(b.events[k].seq)
+                            + " does not follow " + std::to_string(k) + " in "
+                            + b.session_id);
+  }
+}
 
 bool operator==(const session_info& x, const session_info& y) {
   auto tie = [](const session_info& i) {
@@ -115,6 +130,37 @@ void memory_store::create_many(const std::vector<session_info>& infos) {
   } catch (...) {
     for (size_t i = 0; i < done; ++i)
       sessions_.erase(infos[i].id);
+    throw;
+  }
+}
+
+void memory_store::create_started(const std::vector<append_batch>& sessions) {
+  check_started(sessions);
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (fail_writes_)
+    throw store_error(code::io, "injected write failure");
+  size_t done = 0; // all or none, as create_many
+  try {
+    for (; done < sessions.size(); ++done) {
+      auto& b = sessions[done];
+      auto& info = *b.snapshot;
+      if (sessions_.count(b.session_id))
+        throw store_error(code::conflict, "session " + b.session_id + " exists");
+      if (role_taken(info.role, b.session_id))
+        throw store_error(code::conflict, "role " + info.role + " is taken");
+      record r;
+      r.snapshot = info;
+      r.epoch = b.epoch;
+      for (auto& e : b.events) {
+        r.events.emplace(e.seq, e);
+        r.last_seq = e.seq;
+      }
+      r.snapshot.last_seq = std::min(info.last_seq, r.last_seq);
+      sessions_.emplace(b.session_id, std::move(r));
+    }
+  } catch (...) {
+    for (size_t i = 0; i < done; ++i)
+      sessions_.erase(sessions[i].session_id);
     throw;
   }
 }

@@ -17,6 +17,7 @@ class memory_store final : public session_store {
 public:
   void create(const session_info& info) override;
   void create_many(const std::vector<session_info>& infos) override;
+  void create_started(const std::vector<append_batch>& sessions) override;
   void append(const std::vector<append_batch>& batches) override;
   std::vector<event> read_events(const std::string& id, uint64_t after_seq,
                                  size_t limit) override;

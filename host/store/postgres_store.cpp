@@ -161,7 +161,7 @@ void prepare_statements(pqxx::connection& c) {
   c.prepare("insert_session",
             "INSERT INTO sessionhost.sessions (id, type, role, state, created_at,"
             " last_seq, epoch, snapshot, updated_at, snapshot_seq)"
-            " VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, 0)");
+            " VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8, $10)");
   c.prepare("insert_events",
             "INSERT INTO sessionhost.events (session_id, seq, envelope, ts)"
             " SELECT $1, $2::bigint + t.ord - 1, t.env, t.ts"
@@ -440,7 +440,54 @@ void postgres_store::create_many(const std::vector<session_info>& infos) {
                         to_string(info.state),
                         static_cast<int64_t>(info.created_at),
                         to_db(info.epoch), bytes(blobs[i]),
-                        static_cast<int64_t>(info.updated_at));
+                        static_cast<int64_t>(info.updated_at), int64_t{0},
+                        int64_t{0});
+    }
+    tx.commit();
+  });
+}
+
+void postgres_store::create_started(const std::vector<append_batch>& sessions) {
+  if (sessions.empty())
+    return;
+  check_started(sessions);
+  std::vector<std::string> snapshots;
+  std::vector<std::vector<std::string>> envelopes(sessions.size());
+  snapshots.reserve(sessions.size());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    auto& b = sessions[i];
+    check_text(b.session_id, "session id");
+    check_text(b.snapshot->type, "session type");
+    check_text(b.snapshot->role, "session role");
+    snapshots.push_back(encode_snapshot(*b.snapshot));
+    envelopes[i].reserve(b.events.size());
+    for (auto& e : b.events)
+      envelopes[i].push_back(encode_event(e));
+  }
+  impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::work tx{c};
+    for (size_t i = 0; i < sessions.size(); ++i) {
+      auto& b = sessions[i];
+      auto& info = *b.snapshot;
+      if (!tx.exec_prepared("session_exists", b.session_id).empty())
+        throw store_error(code::conflict, "session " + b.session_id + " exists");
+      if (!info.role.empty()
+          && !tx.exec_prepared("role_taken", info.role, b.session_id).empty())
+        throw store_error(code::conflict, "role " + info.role + " is taken");
+      uint64_t last = b.events.empty() ? 0 : b.events.back().seq;
+      tx.exec_prepared0("insert_session", b.session_id, info.type, info.role,
+                        to_string(info.state),
+                        static_cast<int64_t>(info.created_at), to_db(b.epoch),
+                        bytes(snapshots[i]),
+                        static_cast<int64_t>(info.updated_at), to_db(last),
+                        to_db(std::min(info.last_seq, last)));
+      auto& evs = b.events;
+      for (size_t from = 0; from < evs.size(); from += insert_chunk) {
+        auto n = std::min(insert_chunk, evs.size() - from);
+        tx.exec_prepared0("insert_events", b.session_id, to_db(evs[from].seq),
+                          bytea_array(envelopes[i], from, n),
+                          int8_array(evs, from, n));
+      }
     }
     tx.commit();
   });

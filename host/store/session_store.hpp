@@ -79,6 +79,17 @@ public:
   /// session).
   virtual void create_many(const std::vector<session_info>& infos) = 0;
 
+  /// Stores new sessions that already took their first steps, each with its
+  /// first events, in one transaction: all of them or none. Each batch is one
+  /// new session: `snapshot` (required, same id) is the session as of its
+  /// last event, `events` its seqs 1, 2, …, `epoch` its stored epoch. The row
+  /// is written once, in its final form (the host creates the sessions of a
+  /// type that spawns nothing this way: one transaction per burst instead of
+  /// a create and then an append). Fails as `create_many` would (`conflict`),
+  /// or with `invalid_argument` (no snapshot, another id) or `seq_gap`
+  /// (events not 1, 2, …).
+  virtual void create_started(const std::vector<append_batch>& sessions) = 0;
+
   /// Writes every batch in one transaction: all of them or none. Throws
   /// `not_found`, `stale_epoch` (epoch below the stored one) or `seq_gap`
   /// (events not exactly last_seq + 1, last_seq + 2, …) and then writes none.
@@ -131,6 +142,11 @@ public:
   /// before the failure stays deleted).
   virtual purge_result purge(const retention_policy& policy, micros now) = 0;
 };
+
+/// Throws what `create_started` throws for malformed input (no snapshot,
+/// another id: `invalid_argument`; events not 1, 2, …: `seq_gap`); shared by
+/// the implementations, which call it before writing anything.
+void check_started(const std::vector<append_batch>& sessions);
 
 /// How stores are shared between the host, its listener and the caller.
 using store_ptr = std::shared_ptr<session_store>;

@@ -438,7 +438,7 @@ struct sqlite_store::impl {
     w_insert_session = std::make_unique<statement>(
       w, "INSERT INTO sessions (id, type, role, state, created_at, last_seq,"
          " epoch, snapshot, updated_at, snapshot_seq)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, 0)");
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8, ?10)");
     w_activate = std::make_unique<statement>(
       w, "UPDATE sessions SET epoch = epoch + 1 WHERE id = ?1 RETURNING epoch");
     w_delete_events = std::make_unique<statement>(
@@ -549,6 +549,34 @@ struct sqlite_store::impl {
     r_role.reset();
   }
 
+  // One new session row, inside the caller's write transaction. The primary
+  // key refuses an existing id (no SELECT first); the role is checked here
+  // for a clear message, and sees the rows inserted before it in the same
+  // transaction too.
+  void insert_session(const session_info& info, const std::string& blob,
+                      uint64_t last_seq, uint64_t snapshot_seq) {
+    if (role_taken(info.role, info.id))
+      throw store_error(code::conflict, "role " + info.role + " is taken");
+    use u{*w_insert_session};
+    u->bind(1, info.id)
+      .bind(2, info.type)
+      .bind(3, info.role)
+      .bind(4, to_string(info.state))
+      .bind(5, static_cast<int64_t>(info.created_at))
+      .bind(6, to_db(info.epoch))
+      .bind_blob(7, blob)
+      .bind(8, static_cast<int64_t>(info.updated_at))
+      .bind(9, to_db(last_seq))
+      .bind(10, to_db(snapshot_seq));
+    try {
+      u->step();
+    } catch (const store_error& e) {
+      if (e.error_code() == code::conflict)
+        throw store_error(code::conflict, "session " + info.id + " exists");
+      throw;
+    }
+  }
+
   bool role_taken(const std::string& role, const std::string& except_id) {
     if (role.empty())
       return false;
@@ -585,27 +613,43 @@ void sqlite_store::create_many(const std::vector<session_info>& infos) {
   }
   std::lock_guard<std::mutex> guard{impl_->write_mtx};
   write_transaction tx{*impl_->writer};
-  for (size_t i = 0; i < infos.size(); ++i) {
-    auto& info = infos[i];
-    {
-      use u{*impl_->w_session};
-      u->bind(1, info.id);
-      if (u->step())
-        throw store_error(code::conflict, "session " + info.id + " exists");
+  for (size_t i = 0; i < infos.size(); ++i)
+    impl_->insert_session(infos[i], blobs[i], 0, 0);
+  tx.commit();
+}
+
+void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
+  if (sessions.empty())
+    return;
+  check_started(sessions);
+  // Encode outside the lock, as append does.
+  std::vector<std::string> snapshots;
+  std::vector<std::vector<std::string>> envelopes(sessions.size());
+  snapshots.reserve(sessions.size());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    auto& b = sessions[i];
+    snapshots.push_back(encode_snapshot(*b.snapshot));
+    envelopes[i].reserve(b.events.size());
+    for (auto& e : b.events)
+      envelopes[i].push_back(encode_event(e));
+  }
+  std::lock_guard<std::mutex> guard{impl_->write_mtx};
+  write_transaction tx{*impl_->writer};
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    auto& b = sessions[i];
+    auto info = *b.snapshot;
+    info.epoch = b.epoch;
+    uint64_t last = b.events.empty() ? 0 : b.events.back().seq;
+    impl_->insert_session(info, snapshots[i], last, std::min(info.last_seq, last));
+    for (size_t k = 0; k < b.events.size(); ++k) {
+      auto& e = b.events[k];
+      use u{*impl_->w_insert_event};
+      u->bind(1, b.session_id)
+        .bind(2, to_db(e.seq))
+        .bind_blob(3, envelopes[i][k])
+        .bind(4, static_cast<int64_t>(e.ts));
+      u->step();
     }
-    // Sees the rows inserted before it in this transaction too.
-    if (impl_->role_taken(info.role, info.id))
-      throw store_error(code::conflict, "role " + info.role + " is taken");
-    use u{*impl_->w_insert_session};
-    u->bind(1, info.id)
-      .bind(2, info.type)
-      .bind(3, info.role)
-      .bind(4, to_string(info.state))
-      .bind(5, static_cast<int64_t>(info.created_at))
-      .bind(6, to_db(info.epoch))
-      .bind_blob(7, blobs[i])
-      .bind(8, static_cast<int64_t>(info.updated_at));
-    u->step();
   }
   tx.commit();
 }

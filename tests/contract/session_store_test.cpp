@@ -246,6 +246,57 @@ TEST_P(session_store_contract, create_many_stores_all_or_none) {
   EXPECT_EQ(store_->count({}), 4u);
 }
 
+TEST_P(session_store_contract, create_started_stores_sessions_with_their_first_events) {
+  store_->create(make_info("s0", "agent-0"));
+  auto started = [](const std::string& id, const std::string& role = "") {
+    auto info = make_info(id, role, "echo", session_state::active,
+                          1'700'000'000'000'100);
+    info.last_seq = 2;
+    return batch(id, 1, make_events(id, 1, 2), info);
+  };
+  store_->create_started({started("s1", "agent-1"), started("s2"),
+                          batch("s3", 1, {}, make_info("s3"))});
+  auto s1 = store_->load("s1");
+  ASSERT_TRUE(s1);
+  EXPECT_EQ(s1->state, session_state::active);
+  EXPECT_EQ(s1->last_seq, 2u);
+  EXPECT_EQ(s1->epoch, 1u);
+  EXPECT_EQ(s1->updated_at, 1'700'000'000'000'100);
+  EXPECT_EQ(seqs_of(store_->read_events("s1", 0, 100)), range(1, 2));
+  EXPECT_EQ(store_->read_events("s2", 0, 100)[1], make_event("s2", 2));
+  EXPECT_EQ(store_->load("s3")->state, session_state::created);
+  EXPECT_EQ(store_->load("s3")->last_seq, 0u);
+  EXPECT_EQ(store_->find_by_role("agent-1"), std::optional<std::string>{"s1"});
+  // The stream goes on from the first events.
+  store_->append({batch("s1", 1, make_events("s1", 3, 1))});
+  EXPECT_EQ(store_->load("s1")->last_seq, 3u);
+  EXPECT_EQ(store_->count({}), 4u);
+  // All or none: an existing id, a live role, one role twice in the call,
+  // events not starting at 1, no snapshot or another session's.
+  EXPECT_STORE_ERROR(store_->create_started({started("s4"), started("s1")}),
+                     code::conflict);
+  EXPECT_STORE_ERROR(store_->create_started({started("s4"), started("s5", "agent-0")}),
+                     code::conflict);
+  EXPECT_STORE_ERROR(store_->create_started({started("s4", "agent-9"),
+                                             started("s5", "agent-9")}),
+                     code::conflict);
+  EXPECT_STORE_ERROR(store_->create_started({started("s4"),
+                                             batch("s5", 1, make_events("s5", 2, 1),
+                                                   make_info("s5"))}),
+                     code::seq_gap);
+  EXPECT_STORE_ERROR(store_->create_started({batch("s4", 1, {})}),
+                     code::invalid_argument);
+  EXPECT_STORE_ERROR(store_->create_started({batch("s4", 1, {}, make_info("s5"))}),
+                     code::invalid_argument);
+  EXPECT_FALSE(store_->load("s4"));
+  EXPECT_FALSE(store_->load("s5"));
+  EXPECT_TRUE(store_->read_events("s4", 0, 100).empty());
+  EXPECT_FALSE(store_->find_by_role("agent-9"));
+  EXPECT_EQ(store_->count({}), 4u);
+  store_->create_started({});
+  EXPECT_EQ(store_->count({}), 4u);
+}
+
 TEST_P(session_store_contract, a_snapshot_cannot_take_a_live_role) {
   store_->create(make_info("s1", "agent-1"));
   store_->create(make_info("s2"));

@@ -122,17 +122,22 @@ public:
   }
 
   void append(const std::vector<sh::append_batch>& batches) override {
-    {
-      std::unique_lock<std::mutex> g{mtx_};
-      ++waiting_;
-      cv_.notify_all();
-      // Bounded: a test that forgets to release fails instead of hanging.
-      cv_.wait_for(g, std::chrono::seconds(30), [this] { return !held_; });
-      --waiting_;
-    }
+    wait_at_gate();
     inner_->append(batches);
   }
+  void wait_at_gate() {
+    std::unique_lock<std::mutex> g{mtx_};
+    ++waiting_;
+    cv_.notify_all();
+    // Bounded: a test that forgets to release fails instead of hanging.
+    cv_.wait_for(g, std::chrono::seconds(30), [this] { return !held_; });
+    --waiting_;
+  }
 
+  void create_started(const std::vector<sh::append_batch>& sessions) override {
+    wait_at_gate(); // the first steps' commit, gated as append is
+    inner_->create_started(sessions);
+  }
   void create(const sh::session_info& i) override { inner_->create(i); }
   void create_many(const std::vector<sh::session_info>& i) override {
     inner_->create_many(i);
