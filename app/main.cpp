@@ -119,12 +119,27 @@ int serve(int argc, char** argv) {
   // pay a context switch on every hop between them; unless the scheduler's
   // size is configured, use the CPUs this process may run on.
   cpu_set_t cpus;
+  int confined_to = 0; // CPUs this process may run on (0: unknown)
+  if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+    confined_to = CPU_COUNT(&cpus);
   if (!caf::get_if<size_t>(&cfg.content, "scheduler.max-threads")
-      && sched_getaffinity(0, sizeof cpus, &cpus) == 0
-      && CPU_COUNT(&cpus) > 0
-      && static_cast<unsigned>(CPU_COUNT(&cpus))
+      && confined_to > 0
+      && static_cast<unsigned>(confined_to)
            < std::thread::hardware_concurrency())
-    cfg.set("scheduler.max-threads", static_cast<size_t>(CPU_COUNT(&cpus)));
+    cfg.set("scheduler.max-threads", static_cast<size_t>(confined_to));
+  // An idle CAF worker polls its queue: 100 spins, then 500 polls 50 µs
+  // apart (~25 ms) before it sleeps on a condition variable. On one CPU
+  // nothing can fill the queue while the worker spins, and each 50 µs nap
+  // is a timer wake-up and a context switch: at a moderate event rate that
+  // is most of the worker's switches and delays the next message by up to
+  // a nap. Confined to one CPU, the worker sleeps at once and is woken by
+  // whoever enqueues, unless the user configured the polling.
+  if (confined_to == 1) {
+    for (auto key : {"work-stealing.aggressive-poll-attempts",
+                     "work-stealing.moderate-poll-attempts"})
+      if (!caf::get_if<size_t>(&cfg.content, key))
+        cfg.set(key, size_t{0});
+  }
   if (!cfg.remainder.empty()) {
     std::cerr << "sessionhost serve: unexpected argument '"
               << cfg.remainder.front() << "' (options are --name=value)\n"
