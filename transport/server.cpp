@@ -1,7 +1,9 @@
 // The Beast side of the server: acceptor, HTTP connections, WebSockets.
 // Everything here runs on the one io thread (each connection's handlers are
-// serialized by it); `ws_conn::send_text` and `ws_conn::close` are the only
-// entry points called from other threads, and they post onto it.
+// serialized by it); `ws_conn::send_frames`, `send_text` and `close` are the
+// only entry points called from other threads. Closing posts onto the io
+// thread; sending writes to the socket on the caller's thread when nothing is
+// queued ahead (see send_frames), else queues for the io thread.
 #include <utility> // first: Boost 1.74 Asio with g++12 misses it
 
 #include "transport/server.hpp"
@@ -219,7 +221,9 @@ class ws_conn : public ws_sink, public std::enable_shared_from_this<ws_conn> {
 public:
   ws_conn(tcp::socket sock, server::impl* srv, ws_upgrade up)
     : srv_(srv), proto_(up.proto), ws_(std::move(sock), this),
-      up_(std::make_unique<ws_upgrade>(std::move(up))) {}
+      up_(std::make_unique<ws_upgrade>(std::move(up))) {
+    fd_ = ws_.next_layer().socket().native_handle();
+  }
 
   ~ws_conn() override { finish(); }
 
@@ -249,6 +253,10 @@ public:
       self->ws_.set_option(open);
       beast::error_code ignored;
       self->sock().set_option(tcp::no_delay(true), ignored);
+      {
+        std::lock_guard<std::recursive_mutex> guard{self->wmtx_};
+        self->direct_ok_ = true;
+      }
       self->srv_->add_ws(self.get(), self);
       self->registered_ = true;
       ++self->srv_->stats->ws_connections;
@@ -279,32 +287,46 @@ public:
                  "client too slow", true);
       return false;
     }
-    // Frames queued from other threads meanwhile go with one post: one hop
-    // to the io thread per burst, not per frame.
     bool post = false;
     {
-      std::lock_guard<std::mutex> guard{incoming_mtx_};
-      if (incoming_.empty())
-        incoming_ = std::move(frames);
-      else
-        for (auto& f : frames)
-          incoming_.push_back(std::move(f));
-      post = !take_posted_;
-      take_posted_ = true;
+      std::lock_guard<std::recursive_mutex> guard{wmtx_};
+      if (can_write_directly()) {
+        // Nothing queued ahead and the socket open: write on this thread.
+        // Waking the io thread to write would cost two context switches
+        // per burst, most of the work at a moderate event rate; what the
+        // socket does not take now is left to the io thread.
+        out_ = std::move(frames);
+        out_head_ = 0;
+        out_offset_ = 0;
+        flush(false);
+        if (out_count() == 0)
+          return true;
+        post = !take_posted_;
+        take_posted_ = true;
+      } else {
+        // Frames queued from other threads meanwhile go with one post: one
+        // hop to the io thread per burst, not per frame.
+        if (incoming_.empty())
+          incoming_ = std::move(frames);
+        else
+          for (auto& f : frames)
+            incoming_.push_back(std::move(f));
+        post = !take_posted_;
+        take_posted_ = true;
+      }
     }
     if (post)
       srv_->mark_ready(shared_from_this());
     return true;
   }
 
-  /// On the io thread: moves the frames queued by other threads to `out_`.
+  /// On the io thread: moves the frames queued by other threads to `out_`
+  /// (behind what a direct write left there) and writes.
   void take_incoming() {
+    std::lock_guard<std::recursive_mutex> guard{wmtx_};
     std::vector<outgoing_frame> batch;
-    {
-      std::lock_guard<std::mutex> guard{incoming_mtx_};
-      batch.swap(incoming_);
-      take_posted_ = false;
-    }
+    batch.swap(incoming_);
+    take_posted_ = false;
     if (close_queued_) {
       for (auto& f : batch)
         queued_ -= f.wire->size();
@@ -335,6 +357,7 @@ public:
   /// Queues bytes Beast wrote: one whole frame (or the upgrade response).
   /// After a close frame nothing else is queued.
   void queue_from_beast(std::string bytes) {
+    std::lock_guard<std::recursive_mutex> guard{wmtx_};
     if (close_queued_ || bytes.empty())
       return;
     auto f = std::make_shared<const std::string>(std::move(bytes));
@@ -350,6 +373,7 @@ public:
 
   template <class Handler>
   void start_teardown(Handler&& handler) {
+    std::lock_guard<std::recursive_mutex> guard{wmtx_};
     teardown_.emplace(std::forward<Handler>(handler));
     teardown_waiting_ = true;
     if (out_count() == 0 || write_failed_ || !sock().is_open())
@@ -357,8 +381,10 @@ public:
   }
 
   void shutdown_socket() {
+    std::lock_guard<std::recursive_mutex> guard{wmtx_};
     if (close_timer_)
       close_timer_->cancel();
+    fd_ = -1; // no direct write from now on (the number may be reused)
     if (!sock().is_open())
       return;
     beast::error_code ignored;
@@ -374,6 +400,7 @@ private:
       return;
     net::post(sock().get_executor(), [self = shared_from_this(), code,
                                       reason = std::move(reason), discard] {
+      std::lock_guard<std::recursive_mutex> guard{self->wmtx_};
       if (discard)
         self->discard_unsent();
       if (self->close_queued_ || !self->sock().is_open())
@@ -415,12 +442,22 @@ private:
     }
   }
 
+  /// Whether a sender may write on its own thread (wmtx_ held): the
+  /// WebSocket is open, nothing is queued or waiting, no close has begun.
+  bool can_write_directly() const noexcept {
+    return direct_ok_ && fd_ >= 0 && !close_queued_ && !write_waiting_
+           && !write_failed_ && !teardown_waiting_ && out_count() == 0
+           && incoming_.empty() && !take_posted_;
+  }
+
   /// Writes as much of the queue as the socket takes, many frames per
-  /// sendmsg; waits for the socket when it is full.
-  void flush() {
-    if (write_waiting_ || write_failed_ || !sock().is_open())
+  /// sendmsg (wmtx_ held). On the io thread it waits for the socket when it
+  /// is full and ends the connection when the write fails; elsewhere
+  /// (`on_io` false) it leaves both to the io thread and returns.
+  void flush(bool on_io = true) {
+    if (write_waiting_ || write_failed_ || fd_ < 0)
       return;
-    int fd = sock().native_handle();
+    int fd = fd_;
     while (out_count() > 0) {
       std::array<iovec, 64> iov;
       size_t k = 0;
@@ -437,6 +474,8 @@ private:
       if (sent < 0) {
         if (errno == EINTR)
           continue;
+        if (!on_io)
+          return; // the io thread writes the rest, or meets the error
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           return wait_writable();
         write_failed_ = true; // the peer is gone: the read side ends it
@@ -474,6 +513,8 @@ private:
     write_waiting_ = true;
     sock().async_wait(tcp::socket::wait_write,
                       [self = shared_from_this()](beast::error_code ec) {
+                        std::lock_guard<std::recursive_mutex> guard{
+                          self->wmtx_};
                         self->write_waiting_ = false;
                         if (!ec)
                           self->flush();
@@ -574,6 +615,11 @@ private:
   // written. A vector, not a std::deque: an empty libstdc++ deque still
   // holds ~600 bytes, per idle connection. Declared before the stream:
   // Beast may queue into it while the stream is destroyed.
+  // Guards the outgoing side, which senders on other threads write to
+  // directly: out_*, incoming_, take_posted_, fd_, direct_ok_ and the
+  // write and close flags. Recursive: Beast queues its frames from inside
+  // calls made under it. Declared before the stream, like out_.
+  std::recursive_mutex wmtx_;
   std::vector<outgoing_frame> out_;
   size_t out_head_ = 0;
   size_t out_offset_ = 0;
@@ -584,9 +630,10 @@ private:
   std::unique_ptr<ws_upgrade> up_; // until the handler is opened
   std::shared_ptr<ws_handler> handler_;
   lean_read_buffer rd_; // the message being read (empty when idle)
-  std::mutex incoming_mtx_;
-  std::vector<outgoing_frame> incoming_; // guarded by incoming_mtx_
-  bool take_posted_ = false;             // guarded by incoming_mtx_
+  std::vector<outgoing_frame> incoming_; // queued for the io thread
+  bool take_posted_ = false;             // a take_incoming is posted
+  int fd_ = -1;             // the socket, until it is closed
+  bool direct_ok_ = false;  // open for senders' direct writes
   bool write_waiting_ = false;
   bool write_failed_ = false;
   bool close_queued_ = false;

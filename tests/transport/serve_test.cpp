@@ -657,3 +657,49 @@ TEST_F(serve_small_queue, a_client_that_does_not_read_is_closed_with_1013) {
   fast.send({{"op", "subscribe"}, {"session", id}, {"ref", 2}});
   EXPECT_TRUE(fast.read_op("subscribed", 2));
 }
+
+// Frames are written on the sending actor's thread while nothing is queued,
+// by the io thread once the socket is full: either way, in order.
+TEST_F(serve_test, a_client_that_falls_behind_gets_every_event_in_order) {
+  auto id = create()["id"].get<std::string>();
+  ws_client ws{proc->port};
+  ws.send({{"op", "subscribe"}, {"session", id}, {"ref", 1}});
+  ASSERT_TRUE(ws.read_op("subscribed", 1));
+  // ~6 MiB while the client does not read: more than the socket buffers
+  // take, less than the 8 MiB queue bound.
+  std::string chunk(256 * 1024, 'q');
+  constexpr int n = 24;
+  for (int i = 0; i < n; ++i) {
+    auto r = call(verb::post, "/v1/sessions/" + id + "/events",
+                  json{{"type", "log"}, {"data", chunk + std::to_string(i)}}
+                    .dump());
+    ASSERT_EQ(r.status, 202) << r.body;
+  }
+  ws.ping("behind"); // its pong queues behind the events
+  auto live = [&](const std::string& tag) {
+    auto r = call(verb::post, "/v1/sessions/" + id + "/events",
+                  json{{"type", "log"}, {"data", tag}}.dump());
+    EXPECT_EQ(r.status, 202) << r.body;
+  };
+  live("after-ping");
+  uint64_t last = 0;
+  std::vector<std::string> got;
+  while (got.size() < n + 1) {
+    auto e = ws.read_op("event");
+    ASSERT_TRUE(e) << "after " << got.size() << " events";
+    auto seq = (*e)["seq"].get<uint64_t>();
+    ASSERT_GT(seq, last);
+    last = seq;
+    got.push_back((*e)["data"].get<std::string>());
+  }
+  for (int i = 0; i < n; ++i)
+    EXPECT_EQ(got[i], chunk + std::to_string(i)) << "event " << i;
+  EXPECT_EQ(got[n], "after-ping");
+  EXPECT_EQ(ws.pongs, std::vector<std::string>{"behind"});
+  // Caught up: the next event comes alone, next in line.
+  live("caught-up");
+  auto e = ws.read_op("event");
+  ASSERT_TRUE(e);
+  EXPECT_EQ((*e)["seq"].get<uint64_t>(), last + 1);
+  EXPECT_EQ((*e)["data"], "caught-up");
+}
