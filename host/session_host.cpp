@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -19,6 +20,21 @@
 #include "actors/session_actor.hpp"
 #include "host/error.hpp"
 #include "host/session_key.hpp"
+
+namespace sessionhost {
+namespace {
+
+// One burst of creates for the writer: every row, and how many of them
+// belong to each request (in order). Local only: it never crosses the network.
+struct create_burst {
+  std::vector<append_batch> rows;
+  std::vector<size_t> sizes;
+};
+
+} // namespace
+} // namespace sessionhost
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sessionhost::create_burst)
 
 namespace sessionhost {
 
@@ -56,6 +72,12 @@ struct host_state {
   };
   std::vector<pending_create> creating;
   std::set<std::string> creating_roles; // roles of `creating`
+  // The store writes of creates run in their own actor (`writer`), so the
+  // host keeps validating and spawning while SQLite commits; one burst at a
+  // time, the next one gathers meanwhile.
+  caf::actor writer;
+  bool committing = false;
+  std::set<std::string> committing_roles; // roles of the burst being stored
   // Unloads waiting for a slot: at most max_unloads_in_flight at once.
   std::deque<std::pair<std::string, std::function<void(caf::expected<session_info>)>>>
     unload_backlog;
@@ -442,16 +464,58 @@ void start_created(self_pointer self, host_state::pending_create& c,
   }
 }
 
-// Stores the sessions of a burst in one transaction (create_started), then
-// starts them. When the transaction fails on a conflict (another node took a
-// role), each request is retried alone so only the conflicting ones fail.
+// The store writes of creates, in an actor of their own: one burst per
+// message, all rows in one transaction (create_started); when that fails on
+// a conflict (another node took a role), each request is retried alone so
+// only the conflicting ones fail. Answers one error per request (none: it
+// is stored).
+caf::behavior create_writer(caf::event_based_actor*, store_ptr store) {
+  return {
+    [store](create_burst& burst) -> std::vector<caf::error> {
+      auto& rows = burst.rows;
+      auto& sizes = burst.sizes;
+      std::vector<caf::error> out(sizes.size());
+      try {
+        store->create_started(rows);
+        return out;
+      } catch (const store_error& e) {
+        if (sizes.size() == 1 || e.error_code() != store_error::code::conflict) {
+          for (auto& x : out)
+            x = from_store(e);
+          return out;
+        }
+      }
+      auto next = rows.begin();
+      for (size_t k = 0; k < sizes.size(); ++k) {
+        std::vector<append_batch> one(
+          std::make_move_iterator(next),
+          std::make_move_iterator(next + static_cast<ptrdiff_t>(sizes[k])));
+        next += static_cast<ptrdiff_t>(sizes[k]);
+        try {
+          store->create_started(one); // a request: all or none
+        } catch (const store_error& e) {
+          out[k] = from_store(e);
+        }
+      }
+      return out;
+    },
+  };
+}
+
+// Hands the creates gathered since the last commit to the writer, then
+// starts the sessions of the requests it stored. The roles of the burst stay
+// taken until then.
 void commit_creates(self_pointer self) {
   auto& st = self->state;
-  auto batch = std::move(st.creating);
+  if (st.committing || st.creating.empty())
+    return; // the commit in flight takes them up when it is done
+  struct job {
+    std::vector<host_state::pending_create> batch;
+    std::vector<create_work> work;
+  };
+  auto j = std::make_shared<job>();
+  j->batch = std::move(st.creating);
   st.creating.clear();
-  st.creating_roles.clear();
-  if (batch.empty())
-    return;
   auto fail = [](host_state::pending_create& c, const caf::error& err) {
     if (c.batch)
       c.many.deliver(err);
@@ -459,54 +523,52 @@ void commit_creates(self_pointer self) {
       c.one.deliver(err);
   };
   if (st.shutting_down) { // nothing stored: the sessions never existed
-    for (auto& c : batch)
+    st.creating_roles.clear();
+    for (auto& c : j->batch)
       fail(c, make_error(errc::unavailable, "host is shutting down"));
     return;
   }
-  std::vector<create_work> work;
-  work.reserve(batch.size());
-  for (auto& c : batch)
-    work.push_back(prepare_rows(st, c));
-  if (batch.size() == 1) {
-    try {
-      st.args.store->create_started(work[0].rows);
-    } catch (const store_error& e) {
-      fail(batch[0], from_store(e));
-      return;
-    }
-    start_created(self, batch[0], work[0]);
-    return;
-  }
-  // All rows of the burst in one call; moved back per request on a retry.
-  std::vector<append_batch> rows;
-  for (auto& w : work)
+  create_burst burst;
+  auto& rows = burst.rows;
+  auto& sizes = burst.sizes;
+  j->work.reserve(j->batch.size());
+  for (auto& c : j->batch) {
+    j->work.push_back(prepare_rows(st, c));
+    auto& w = j->work.back();
+    sizes.push_back(w.rows.size());
     std::move(w.rows.begin(), w.rows.end(), std::back_inserter(rows));
-  try {
-    st.args.store->create_started(rows);
-  } catch (const store_error& e) {
-    if (e.error_code() != store_error::code::conflict) {
-      for (auto& c : batch)
-        fail(c, from_store(e));
-      return;
-    }
-    auto next = rows.begin();
-    for (size_t k = 0; k < batch.size(); ++k) {
-      auto& w = work[k];
-      std::move(next, next + static_cast<ptrdiff_t>(w.rows.size()),
-                w.rows.begin());
-      next += static_cast<ptrdiff_t>(w.rows.size());
-      try {
-        st.args.store->create_started(w.rows); // a request: all or none
-      } catch (const store_error& e) {
-        fail(batch[k], from_store(e));
-        continue;
-      }
-      start_created(self, batch[k], w);
-    }
-    return;
+    w.rows.clear();
   }
-  for (size_t k = 0; k < batch.size(); ++k)
-    start_created(self, batch[k], work[k]);
+  st.committing = true;
+  st.committing_roles = std::move(st.creating_roles);
+  st.creating_roles.clear();
+  auto done = [self, j, fail](std::vector<caf::error> results) {
+    auto& st = self->state;
+    st.committing = false;
+    st.committing_roles.clear();
+    for (size_t k = 0; k < j->batch.size(); ++k) {
+      auto& c = j->batch[k];
+      if (k < results.size() && results[k]) {
+        fail(c, results[k]);
+      } else if (st.shutting_down) {
+        // Stored, so created; the host no longer starts sessions.
+        std::vector<session_info> infos;
+        for (auto& info : c.infos)
+          infos.push_back(info);
+        if (c.batch)
+          c.many.deliver(std::move(infos));
+        else
+          c.one.deliver(std::move(infos.front()));
+      } else {
+        start_created(self, c, j->work[k]);
+      }
+    }
+    commit_creates(self); // what gathered meanwhile
+  };
+  auto n = j->batch.size();
+  self->request(st.writer, caf::infinite, std::move(burst))
+    .then([done](std::vector<caf::error>& results) { done(std::move(results)); },
+          [done, n](caf::error& err) { done(std::vector<caf::error>(n, err)); });
 }
 
 // Keeps the host's one idle timer set for the earliest idle check.
@@ -565,7 +627,9 @@ caf::expected<session_info> prepare_create(self_pointer self,
   auto& types = st.args.services->types;
   if (types && !types->contains(spec.type))
     return make_error(errc::bad_request, "unknown session type " + spec.type);
-  if (!role.empty() && (st.creating_roles.count(role) || roles.count(role)))
+  if (!role.empty()
+      && (st.creating_roles.count(role) || st.committing_roles.count(role)
+          || roles.count(role)))
     return make_error(errc::conflict,
                       "role " + role + " is being taken by another create");
   try {
@@ -591,17 +655,24 @@ caf::expected<session_info> prepare_create(self_pointer self,
 // Schedules the commit of the creates queued from now on: behind whatever
 // is queued already, so one commit per burst.
 void queue_creates(self_pointer self) {
-  if (self->state.creating.empty())
+  if (self->state.creating.empty() && !self->state.committing)
     self->send(self, create_commit_atom::value);
 }
 
 session_host_actor::behavior_type host_behavior(self_pointer self,
                                                 host_args args) {
   self->state.args = std::move(args);
-  // Sessions do not outlive their host (a killed host would otherwise leave
-  // them running, and ~actor_system waiting for them). The state is gone by
-  // the time attached functors run, so the functor shares the loaded map.
-  self->attach_functor([sessions = self->state.loaded_owner](const caf::error&) {
+  // A scheduled actor, not a detached one: on two CAF workers its commit
+  // runs on one while the host spawns on the other (and a deterministic
+  // test scheduler still runs it).
+  self->state.writer = self->spawn(create_writer, self->state.args.store);
+  // Sessions and the writer do not outlive their host (a killed host would
+  // otherwise leave them running, and ~actor_system waiting for them). The
+  // state is gone by the time attached functors run, so the functor shares
+  // the loaded map.
+  self->attach_functor([sessions = self->state.loaded_owner,
+                        writer = self->state.writer](const caf::error&) {
+    caf::anon_send_exit(writer, caf::exit_reason::kill);
     for (auto& [id, e] : *sessions)
       caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
   });
