@@ -16,6 +16,7 @@
 #include "actors/event_bus.hpp"
 #include "actors/idempotency_window.hpp"
 #include "host/error.hpp"
+#include "host/json_check.hpp"
 #include "host/session_type.hpp"
 
 namespace sessionhost {
@@ -744,7 +745,7 @@ caf::error check_publish(const session_data& st, const std::string& type,
     return err;
   if (type.empty() || type.size() > max_type_length)
     return make_error(errc::bad_request, "event type must have 1 to 64 characters");
-  if (!json::accept(data))
+  if (!json_valid(data))
     return make_error(errc::bad_request, "event data must be JSON");
   if (st.closed())
     return make_error(errc::conflict, "session " + st.rec.id + " is "
