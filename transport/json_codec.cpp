@@ -50,6 +50,123 @@ std::string error_body(errc code, const std::string& message) {
 
 namespace {
 
+bool is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+size_t skip_ws(std::string_view s, size_t i) {
+  while (i < s.size() && is_ws(s[i]))
+    ++i;
+  return i;
+}
+
+// From the opening quote to just past the closing one.
+size_t skip_string(std::string_view s, size_t i) {
+  for (++i; i < s.size(); ++i) {
+    if (s[i] == '\\')
+      ++i;
+    else if (s[i] == '"')
+      return i + 1;
+  }
+  return s.size();
+}
+
+// Valid JSON assumed: brackets balance outside strings.
+size_t skip_value(std::string_view s, size_t i) {
+  if (i >= s.size())
+    return i;
+  if (s[i] == '"')
+    return skip_string(s, i);
+  if (s[i] == '{' || s[i] == '[') {
+    size_t depth = 0;
+    while (i < s.size()) {
+      char c = s[i];
+      if (c == '"') {
+        i = skip_string(s, i);
+        continue;
+      }
+      if (c == '{' || c == '[')
+        ++depth;
+      else if ((c == '}' || c == ']') && --depth == 0)
+        return i + 1;
+      ++i;
+    }
+    return i;
+  }
+  while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']'
+         && !is_ws(s[i]))
+    ++i;
+  return i;
+}
+
+} // namespace
+
+bool json_object_members(std::string_view text, std::vector<json_member>& out) {
+  out.clear();
+  auto i = skip_ws(text, 0);
+  if (i >= text.size() || text[i] != '{')
+    return false;
+  i = skip_ws(text, i + 1);
+  while (i < text.size() && text[i] == '"') {
+    auto k = i;
+    i = skip_string(text, i);
+    auto key = text.substr(k + 1, i - k - 2);
+    i = skip_ws(text, skip_ws(text, i) + 1); // past the ':'
+    auto v = i;
+    i = skip_value(text, i);
+    out.push_back({key, text.substr(v, i - v)});
+    i = skip_ws(text, i);
+    if (i >= text.size() || text[i] != ',')
+      break;
+    i = skip_ws(text, i + 1);
+  }
+  return true;
+}
+
+bool json_plain_string(std::string_view token, std::string_view& out) {
+  if (token.size() < 2 || token.front() != '"' || token.back() != '"')
+    return false;
+  auto inner = token.substr(1, token.size() - 2);
+  if (inner.find('\\') != std::string_view::npos)
+    return false;
+  out = inner;
+  return true;
+}
+
+std::string json_compact(std::string_view token) {
+  std::string_view plain;
+  if (json_plain_string(token, plain) || token == "null" || token == "true"
+      || token == "false")
+    return std::string{token};
+  // Digits only, no leading zero, within uint64: dump writes them back.
+  bool digits = !token.empty() && token.size() <= 19
+                && (token[0] != '0' || token.size() == 1);
+  for (char c : token)
+    digits = digits && c >= '0' && c <= '9';
+  if (digits)
+    return std::string{token};
+  return json::parse(token).dump(-1, ' ', false,
+                                 json::error_handler_t::replace);
+}
+
+std::string json_quote(std::string_view s) {
+  bool plain = true;
+  for (char c : s)
+    plain = plain && c != '"' && c != '\\'
+            && static_cast<unsigned char>(c) >= 0x20;
+  if (!plain)
+    return json(std::string{s}).dump(-1, ' ', false,
+                                     json::error_handler_t::replace);
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  out += s;
+  out += '"';
+  return out;
+}
+
+namespace {
+
 int hex(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';

@@ -9,10 +9,13 @@
 // sent. On a "sessionhost.v1.proto" connection the same ops travel as
 // protobuf frames (proto_frames.hpp).
 #include <array>
-#include <vector>
 #include <map>
 #include <mutex>
 #include <set>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -20,6 +23,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "host/error.hpp"
+#include "host/json_check.hpp"
 #include "transport/api_context.hpp"
 #include "transport/json_codec.hpp"
 #include "transport/proto_frames.hpp"
@@ -34,6 +38,7 @@ using ws_in_atom = caf::atom_constant<caf::atom("t_wsin")>;
 using ws_bin_atom = caf::atom_constant<caf::atom("t_wsbin")>;
 using replay_atom = caf::atom_constant<caf::atom("t_replay")>;
 using ack_timeout_atom = caf::atom_constant<caf::atom("t_acktmo")>;
+using flush_acks_atom = caf::atom_constant<caf::atom("t_flush")>;
 
 constexpr size_t replay_page = 256;
 constexpr size_t max_pending = 4096;
@@ -52,25 +57,28 @@ struct subscription {
 struct ws_state {
   std::shared_ptr<api_context> ctx;
   std::weak_ptr<ws_sink> sink;
-  std::map<std::string, subscription> subs;
+  std::unordered_map<std::string, subscription> subs;
   uint64_t next_gen = 1;
   const token_scope* scope = nullptr;     // null: no authentication
   bool proto = false;                     // binary protobuf frames
   // Sessions this connection attached to: a quick refusal of a publish
   // that cannot be the peer's; the session itself checks the connection.
-  std::set<std::string> attached;
-  std::map<std::string, bool> scope_seen; // in_scope answers by session id
-  std::vector<outgoing_frame> outbox;     // event frames not yet handed over
+  std::unordered_set<std::string> attached;
+  std::unordered_map<std::string, bool> scope_seen; // in_scope answers by id
+  // Frames not yet handed over: events, and acks (flushed by a message to
+  // ourselves, behind the replies queued meanwhile: one hand-over per burst).
+  std::vector<outgoing_frame> outbox;
+  bool flush_scheduled = false;
   // Session handles the host gave us, monitored: every publish after the
   // first goes straight to the session instead of asking the host again.
-  std::map<std::string, session_actor> located;
+  std::unordered_map<std::string, session_actor> located;
   // Requests to sessions in flight, by number: their deadlines. CAF 0.17
   // hands every timed request to its clock thread (a wake-up, and a timeout
   // message later even when the answer came): session requests are sent
   // untimed and one timer per connection expires them instead.
   struct in_flight {
     std::chrono::steady_clock::time_point deadline;
-    json ref;
+    std::string ref; // as JSON text, the way dump writes it
     std::string session;
   };
   std::map<uint64_t, in_flight> asking;
@@ -133,6 +141,28 @@ void send_error(self_ptr self, const caf::error& err, const json& ref,
   send_error(self, code_of(err), message_of(err), ref, session);
 }
 
+// With the ref as JSON text (requests in flight keep it so).
+void send_error_ref(self_ptr self, errc code, const std::string& message,
+                    const std::string& ref, const std::string& session) {
+  send_error(self, code, message, json::parse(ref), session);
+}
+
+void send_error_ref(self_ptr self, const caf::error& err,
+                    const std::string& ref, const std::string& session) {
+  send_error(self, err, json::parse(ref), session);
+}
+
+/// Queues a JSON text frame behind the ones gathered so far; a message to
+/// ourselves hands them over once the replies queued meanwhile are done.
+void queue_text(self_ptr self, std::string_view text) {
+  auto& st = self->state;
+  st.outbox.push_back({make_wire_frame(text, false), 0});
+  if (!st.flush_scheduled) {
+    st.flush_scheduled = true;
+    self->send(self, flush_acks_atom::value);
+  }
+}
+
 } // namespace
 
 /// The "event" op of `e` as JSON text. Its data is JSON text already: when
@@ -141,7 +171,7 @@ void send_error(self_ptr self, const caf::error& err, const json& ref,
 namespace {
 
 std::string event_op_json(const event& e) {
-  if (!json::accept(e.data)) {
+  if (!json_valid(e.data)) {
     auto j = to_json(e); // not JSON: the data becomes a string
     j["op"] = "event";
     return dump(j);
@@ -153,11 +183,11 @@ std::string event_op_json(const event& e) {
   out += ",\"op\":\"event\",\"seq\":";
   out += std::to_string(e.seq);
   out += ",\"session\":";
-  out += dump(json(e.session_id));
+  out += json_quote(e.session_id);
   out += ",\"ts\":";
   out += std::to_string(e.ts);
   out += ",\"type\":";
-  out += dump(json(e.type));
+  out += json_quote(e.type);
   out += '}';
   return out;
 }
@@ -418,7 +448,8 @@ void forget_session(self_ptr self, const std::string& id,
 /// Runs `f(session_actor, from_cache)`: with the remembered handle, else the
 /// one the host gives (remembered from then on); errors go to the client.
 template <class F>
-void with_session(self_ptr self, const std::string& id, const json& ref, F f) {
+void with_session(self_ptr self, const std::string& id, const std::string& ref,
+                  F f) {
   auto& located = self->state.located;
   if (auto i = located.find(id); i != located.end()) {
     auto s = i->second; // f may change `located`
@@ -437,7 +468,7 @@ void with_session(self_ptr self, const std::string& id, const json& ref, F f) {
         }
         f(s, false);
       },
-      [self, ref, id](caf::error& err) { send_error(self, err, ref, id); });
+      [self, ref, id](caf::error& err) { send_error_ref(self, err, ref, id); });
 }
 
 // Checks at a tenth of the timeout: an expiry is late by that much at most.
@@ -459,8 +490,8 @@ void expire_asks(self_ptr self) {
       ++i;
       continue;
     }
-    send_error(self, errc::unavailable, "the host did not answer in time",
-               i->second.ref, i->second.session);
+    send_error_ref(self, errc::unavailable, "the host did not answer in time",
+                   i->second.ref, i->second.session);
     i = st.asking.erase(i);
   }
   if (!st.asking.empty())
@@ -468,7 +499,8 @@ void expire_asks(self_ptr self) {
 }
 
 /// Registers a request in flight; returns its number.
-uint64_t start_ask(self_ptr self, const std::string& id, const json& ref) {
+uint64_t start_ask(self_ptr self, const std::string& id,
+                   const std::string& ref) {
   auto& st = self->state;
   auto n = st.next_ask++;
   st.asking.emplace(n, ws_state::in_flight{std::chrono::steady_clock::now()
@@ -479,41 +511,77 @@ uint64_t start_ask(self_ptr self, const std::string& id, const json& ref) {
   return n;
 }
 
-/// Sends `xs...` to session `s` and acknowledges with `extra(result)` merged
+/// Acknowledgements that carry the seq only ("send", "publish"): written as
+/// text directly on a JSON connection, no DOM.
+struct seq_ack {
+  void operator()(json& out, uint64_t& seq) const { out["seq"] = seq; }
+};
+
+/// `{"op":"ack","ref":…,"seq":…,"session":…}`: the text dump gives.
+std::string seq_ack_text(const std::string& ref, uint64_t seq,
+                         const std::string& id) {
+  std::string out;
+  out.reserve(ref.size() + id.size() + 56);
+  out += "{\"op\":\"ack\",\"ref\":";
+  out += ref;
+  out += ",\"seq\":";
+  out += std::to_string(seq);
+  out += ",\"session\":";
+  out += json_quote(id);
+  out += '}';
+  return out;
+}
+
+/// Sends `msg` to session `s` and acknowledges with `extra(result)` merged
 /// in. A remembered handle that went stale is asked about once more, through
-/// the host.
-template <class T, class Extra, class... Ts>
+/// the host. The message is built once and shared by a retry.
+template <class T, class Extra>
 void ask_session(self_ptr self, const session_actor& s, bool from_cache,
-                 const std::string& id, const json& ref, Extra extra,
-                 Ts... xs) {
+                 const std::string& id, const std::string& ref, Extra extra,
+                 caf::message msg) {
   auto n = start_ask(self, id, ref);
-  self->request(s, caf::infinite, xs...)
+  self->request(caf::actor_cast<caf::actor>(s), caf::infinite, msg)
     .then(
-      [=](T& result) {
-        if (self->state.asking.erase(n) == 0)
+      [self, n, extra](T& result) mutable {
+        auto& asking = self->state.asking;
+        auto i = asking.find(n);
+        if (i == asking.end())
           return; // expired: the client was told already
-        json j{{"op", "ack"}, {"session", id}, {"ref", ref}};
+        auto ref = std::move(i->second.ref);
+        auto id = std::move(i->second.session);
+        asking.erase(i);
+        if constexpr (std::is_same_v<Extra, seq_ack>) {
+          if (!self->state.proto)
+            return queue_text(self, seq_ack_text(ref, result, id));
+        }
+        json j{{"op", "ack"}, {"session", id}, {"ref", json::parse(ref)}};
         extra(j, result);
         send(self, j);
       },
-      [=](caf::error& err) {
-        if (self->state.asking.erase(n) == 0)
+      [self, n, s, from_cache, extra, msg](caf::error& err) {
+        auto& asking = self->state.asking;
+        auto i = asking.find(n);
+        if (i == asking.end())
           return;
+        auto ref = std::move(i->second.ref);
+        auto id = std::move(i->second.session);
+        asking.erase(i);
         if (!from_cache || !stale_handle(err))
-          return send_error(self, err, ref, id);
+          return send_error_ref(self, err, ref, id);
         forget_session(self, id, s);
         with_session(self, id, ref, [=](session_actor& fresh, bool) {
-          ask_session<T>(self, fresh, false, id, ref, extra, xs...);
+          ask_session<T>(self, fresh, false, id, ref, extra, msg);
         });
       });
 }
 
 /// Asks the session and acknowledges with `extra(result)` merged in.
 template <class T, class Extra, class... Ts>
-void ask_and_ack(self_ptr self, const std::string& id, const json& ref,
-                 Extra extra, Ts... xs) {
+void ask_and_ack(self_ptr self, const std::string& id, const std::string& ref,
+                 Extra extra, Ts&&... xs) {
+  auto msg = caf::make_message(std::forward<Ts>(xs)...);
   with_session(self, id, ref, [=](session_actor& s, bool from_cache) {
-    ask_session<T>(self, s, from_cache, id, ref, extra, xs...);
+    ask_session<T>(self, s, from_cache, id, ref, extra, msg);
   });
 }
 
@@ -558,7 +626,6 @@ void on_op(self_ptr self, json& j) {
                         "session " + id + " is outside this token's scope",
                         ref, id);
   }
-  auto seq_of = [](json& out, uint64_t& seq) { out["seq"] = seq; };
   auto info_of = [](json& out, session_info& info) {
     out["peer"] = info.peer.empty() ? json(nullptr) : json(info.peer);
     out["peer_connected"] = info.peer_connected;
@@ -567,13 +634,14 @@ void on_op(self_ptr self, json& j) {
   };
   if (op == "subscribe")
     return op_subscribe(self, j, ref, id);
+  auto ref_text = dump(ref);
   if (op == "unsubscribe")
     return op_unsubscribe(self, ref, id);
   if (op == "send") {
     if (!j.contains("data"))
       return send_error(self, errc::bad_request, "\"data\" is missing", ref, id);
-    return ask_and_ack<uint64_t>(self, id, ref, seq_of, message_atom::value,
-                                 dump(j["data"]));
+    return ask_and_ack<uint64_t>(self, id, ref_text, seq_ack{},
+                                 message_atom::value, dump(j["data"]));
   }
   if (op == "publish") {
     std::string type;
@@ -595,8 +663,10 @@ void on_op(self_ptr self, json& j) {
                         ref, id);
     // The session decides too: this connection may no longer be the
     // peer's (it attached again elsewhere).
-    return ask_and_ack<uint64_t>(self, id, ref, seq_of, publish_atom::value,
-                                 type, data, key, caf::actor{self});
+    return ask_and_ack<uint64_t>(self, id, ref_text, seq_ack{},
+                                 publish_atom::value, std::move(type),
+                                 std::move(data), std::move(key),
+                                 caf::actor{self});
   }
   if (op == "attach") {
     std::string peer;
@@ -607,20 +677,67 @@ void on_op(self_ptr self, json& j) {
       info_of(out, info);
       self->state.attached.insert(id);
     };
-    return ask_and_ack<session_info>(self, id, ref, attached,
+    return ask_and_ack<session_info>(self, id, ref_text, attached,
                                      attach_atom::value, peer,
                                      caf::actor{self});
   }
   if (op == "heartbeat")
     return ask_and_ack<micros>(
-      self, id, ref, [](json& out, micros& ts) { out["ts"] = ts; },
+      self, id, ref_text, [](json& out, micros& ts) { out["ts"] = ts; },
       heartbeat_atom::value, caf::actor{self});
   if (op == "detach") {
     self->state.attached.erase(id);
-    return ask_and_ack<session_info>(self, id, ref, info_of,
+    return ask_and_ack<session_info>(self, id, ref_text, info_of,
                                      detach_atom::value, std::string{"manual"},
                                      caf::actor{self});
   }
+}
+
+/// A well-formed "publish" from a connection allowed to make it, taken
+/// from the frame's text without a DOM: `data` goes on as the text it came
+/// in. Anything else (another op, a field of the wrong kind, an escaped key,
+/// a refusal) returns false: on_op then answers it, errors included.
+bool fast_publish(self_ptr self, std::string_view text) {
+  thread_local std::vector<json_member> members;
+  if (!json_object_members(text, members))
+    return false;
+  std::string_view op, id, type, key, data = "null", ref = "null";
+  bool has_op = false, has_id = false, has_type = false;
+  for (auto& m : members) {
+    if (m.key.find('\\') != std::string_view::npos)
+      return false;
+    if (m.key == "op") {
+      has_op = json_plain_string(m.value, op);
+    } else if (m.key == "session") {
+      has_id = json_plain_string(m.value, id);
+    } else if (m.key == "type") {
+      has_type = json_plain_string(m.value, type);
+    } else if (m.key == "data") {
+      data = m.value;
+    } else if (m.key == "ref") {
+      ref = m.value;
+    } else if (m.key == "idempotency_key") {
+      key = {};
+      if (m.value != "null" && (!json_plain_string(m.value, key) || key.empty()))
+        return false;
+    }
+  }
+  if (!has_op || op != "publish" || !has_id || id.empty() || !has_type
+      || type.empty())
+    return false;
+  std::string sid{id};
+  if (auto* sc = self->state.scope)
+    if (sc->read_only || !scope_allows(self, sid))
+      return false;
+  if (self->state.attached.count(sid) == 0)
+    return false;
+  // The session decides too: this connection may no longer be the peer's
+  // (it attached again elsewhere).
+  auto ref_text = json_compact(ref);
+  ask_and_ack<uint64_t>(self, sid, ref_text, seq_ack{}, publish_atom::value,
+                        std::string{type}, std::string{data},
+                        std::string{key}, caf::actor{self});
+  return true;
 }
 
 void on_text(self_ptr self, const std::string& text) {
@@ -629,10 +746,14 @@ void on_text(self_ptr self, const std::string& text) {
                       "text frame on a sessionhost.v1.proto connection: send "
                       "binary ClientOp frames",
                       nullptr);
-  auto j = json::parse(text, nullptr, false);
-  if (j.is_discarded())
+  // Validated once, without a DOM; only ops other than a plain publish
+  // build one.
+  if (!json_valid(text))
     return send_error(self, errc::bad_request, "the frame is not valid JSON",
                       nullptr);
+  if (fast_publish(self, text))
+    return;
+  auto j = json::parse(text);
   on_op(self, j);
 }
 
@@ -738,6 +859,10 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       replay_step(self, id);
     },
     [self](ack_timeout_atom) { expire_asks(self); },
+    [self](flush_acks_atom) {
+      self->state.flush_scheduled = false;
+      flush_outbox(self);
+    },
     [self](replay_atom, const std::string& id, uint64_t gen) {
       auto i = self->state.subs.find(id);
       if (i != self->state.subs.end() && i->second.gen == gen)

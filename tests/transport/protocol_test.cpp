@@ -380,6 +380,66 @@ TEST_F(protocol_test, websocket_publish_is_for_the_attached_peer_and_idempotent)
   expect_ws_error(ws, "forbidden", "publish after detach");
 }
 
+TEST_F(protocol_test, a_publish_frame_is_taken_as_sent_and_bad_ones_change_nothing) {
+  auto id = create();
+  ws_client ws{proc->port};
+  ws.send({{"op", "attach"}, {"session", id}, {"peer", "producer"}, {"ref", 1}});
+  ASSERT_TRUE(ws.read_op("ack", 1));
+  ws_client sub{proc->port};
+  sub.send({{"op", "subscribe"}, {"session", id}, {"ref", 1}});
+  ASSERT_TRUE(sub.read_op("subscribed", 1));
+  auto base = stored_count(id);
+  // Fields in any order, spaces, refs of every kind, a null key: the ack
+  // echoes the ref, and `data` reaches subscribers as it was sent (its
+  // keys in their order).
+  const std::string data = R"({"b" : 1,  "a":[true, null, "é\u00e9"]})";
+  const std::vector<std::string> refs{R"("r\"1")", "1.5", R"({"k" : [1, 2]})",
+                                      "-3", "18446744073709551615"};
+  for (auto& ref : refs) {
+    ws.send_text(R"( {"ref": )" + ref + R"(, "data": )" + data
+                 + R"(, "type":"log", "idempotency_key": null, "op":"publish",)"
+                 + R"( "session":")" + id + "\"} ");
+    auto a = ws.read_op("ack", json::parse(ref));
+    ASSERT_TRUE(a) << ref;
+    EXPECT_TRUE((*a)["seq"].is_number_unsigned()) << a->dump();
+    EXPECT_EQ((*a)["session"], id);
+  }
+  for (size_t i = 0; i < refs.size(); ++i) {
+    bool binary = false;
+    std::optional<std::string> raw;
+    do
+      raw = sub.read_raw(binary);
+    while (raw && raw->find("\"op\":\"event\"") == std::string::npos);
+    ASSERT_TRUE(raw);
+    EXPECT_NE(raw->find(R"("data":)" + data), std::string::npos) << *raw;
+    auto e = json::parse(*raw);
+    EXPECT_EQ(e["data"], json::parse(data));
+    EXPECT_EQ(e["type"], "log");
+  }
+  EXPECT_EQ(stored_count(id), base + refs.size());
+  // An escaped key still means the same key.
+  ws.send_text(R"({"\u006fp":"publish","session":")" + id
+               + R"(","type":"log","ref":7})");
+  ASSERT_TRUE(ws.read_op("ack", 7));
+  // Bad frames: a clear error each, nothing stored.
+  ws.send_text(R"({"op":"publish","session":")" + id
+               + R"(","type":"log","data":{"a":},"ref":8})");
+  expect_ws_error(ws, "bad_request", "data not JSON");
+  ws.send_text(std::string(R"({"op":"publish","session":")") + id
+               + R"(","type":"log","ref":9})" + std::string(1, '\0') + "x");
+  expect_ws_error(ws, "bad_request", "bytes after a NUL");
+  ws.send_text(R"({"op":"publish","session":")" + id
+               + R"(","type":"","ref":10})");
+  expect_ws_error(ws, "bad_request", "empty type");
+  ws.send_text(R"({"op":"publish","session":")" + id
+               + R"(","type":"log","idempotency_key":"","ref":11})");
+  expect_ws_error(ws, "bad_request", "empty key");
+  ws.send_text(R"({"op":"publish","session":")" + id
+               + R"(","type":"log","data":"\ud800","ref":12})");
+  expect_ws_error(ws, "bad_request", "lone surrogate");
+  EXPECT_EQ(stored_count(id), base + refs.size() + 1);
+}
+
 // -- unloaded notice, metrics ------------------------------------------------
 
 TEST_F(protocol_test, an_unloaded_session_tells_its_subscribers_and_stays_unloaded) {
