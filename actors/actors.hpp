@@ -153,6 +153,14 @@ using session_host_actor = caf::typed_actor<
 using client_hub_actor = caf::typed_actor<
   // Returns the seq after which this client receives every event.
   caf::replies_to<hub_subscribe_atom, caf::actor, std::string>::with<uint64_t>,
+  // The same with `credits` true: the events come as plain messages, and
+  // the client confirms them itself with hub_credit_atom. Many clients with
+  // requests in flight make every request and reply at the hub cost a scan
+  // of all of them (CAF 0.17 keeps pending responses in a flat map).
+  caf::replies_to<hub_subscribe_atom, caf::actor, std::string, bool>::with<
+    uint64_t>,
+  // (client, session_id, n): the client processed n events of the session.
+  caf::reacts_to<hub_credit_atom, caf::actor, std::string, uint64_t>,
   caf::replies_to<hub_unsubscribe_atom, caf::actor, std::string>::with<bool>,
   caf::reacts_to<broadcast_atom, std::string, std::vector<event>>,
   caf::replies_to<client_count_atom, std::string>::with<uint64_t>,

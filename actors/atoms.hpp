@@ -119,6 +119,8 @@ using load_commit_atom = caf::atom_constant<caf::atom("h_ldcommit")>;
 using hub_subscribe_atom = caf::atom_constant<caf::atom("c_sub")>;
 /// client hub: unsubscribe a client actor.
 using hub_unsubscribe_atom = caf::atom_constant<caf::atom("c_unsub")>;
+/// client hub: a client that credits explicitly processed n events.
+using hub_credit_atom = caf::atom_constant<caf::atom("c_credit")>;
 /// client hub: events of a session for its clients.
 using broadcast_atom = caf::atom_constant<caf::atom("c_bcast")>;
 /// client hub: how many clients a session has.

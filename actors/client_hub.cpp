@@ -25,8 +25,12 @@ struct hub_state {
     event_bus bus;
     bool watching = false;
     uint64_t last_seq = 0; // last seq forwarded for this session
-    std::vector<std::pair<caf::actor, caf::typed_response_promise<uint64_t>>>
-      waiting; // subscribed before the listener was watching
+    struct waiter {
+      caf::actor client;
+      caf::typed_response_promise<uint64_t> rp;
+      bool credits;
+    };
+    std::vector<waiter> waiting; // subscribed before the listener watched
   };
 
   client_hub_options opts;
@@ -38,8 +42,9 @@ struct hub_state {
 using self_pointer = client_hub_actor::stateful_pointer<hub_state>;
 
 void add_client(self_pointer self, hub_state::session_clients& sc,
-                const std::string& id, const caf::actor& client) {
-  if (sc.bus.add(client, sc.last_seq)) {
+                const std::string& id, const caf::actor& client,
+                bool credits) {
+  if (sc.bus.add(client, sc.last_seq, credits)) {
     auto& subs = self->state.by_client[client.address()];
     if (subs.empty())
       self->monitor(client);
@@ -88,9 +93,52 @@ void drop_session(self_pointer self, const std::string& id, Tell tell) {
   }
   auto waiting = std::move(i->second.waiting);
   st.sessions.erase(i);
-  for (auto& [c, p] : waiting)
-    p.deliver(make_error(errc::unavailable, "session " + id
-                                              + " went away, retry"));
+  for (auto& w : waiting)
+    w.rp.deliver(make_error(errc::unavailable, "session " + id
+                                                 + " went away, retry"));
+}
+
+caf::result<uint64_t> subscribe(self_pointer self, caf::actor client,
+                                const std::string& id, bool credits) {
+  auto& st = self->state;
+  if (!client)
+    return make_error(errc::bad_request, "invalid client");
+  auto& sc = st.sessions[id];
+  if (sc.watching) {
+    add_client(self, sc, id, client, credits);
+    return sc.last_seq;
+  }
+  auto rp = self->make_response_promise<uint64_t>();
+  sc.waiting.push_back({client, rp, credits});
+  if (sc.waiting.size() > 1)
+    return rp; // a watch request is under way
+  self->request(st.listener, caf::infinite, watch_atom::value, id)
+    .then(
+      [self, id](uint64_t last) {
+        auto& st = self->state;
+        auto& sc = st.sessions[id];
+        sc.watching = true;
+        sc.last_seq = last;
+        auto waiting = std::move(sc.waiting);
+        sc.waiting.clear();
+        for (auto& w : waiting) {
+          add_client(self, sc, id, w.client, w.credits);
+          w.rp.deliver(last);
+        }
+        maybe_unwatch(self, id); // every waiter may be gone already
+      },
+      [self, id](caf::error& err) {
+        auto& st = self->state;
+        auto i = st.sessions.find(id);
+        if (i == st.sessions.end())
+          return;
+        auto waiting = std::move(i->second.waiting);
+        i->second.waiting.clear();
+        for (auto& w : waiting)
+          w.rp.deliver(err);
+        maybe_unwatch(self, id);
+      });
+  return rp;
 }
 
 client_hub_actor::behavior_type hub_behavior(self_pointer self,
@@ -115,45 +163,17 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
   return {
     [self](hub_subscribe_atom, caf::actor client,
            const std::string& id) -> caf::result<uint64_t> {
+      return subscribe(self, std::move(client), id, false);
+    },
+    [self](hub_subscribe_atom, caf::actor client, const std::string& id,
+           bool credits) -> caf::result<uint64_t> {
+      return subscribe(self, std::move(client), id, credits);
+    },
+    [self](hub_credit_atom, const caf::actor& client, const std::string& id,
+           uint64_t n) {
       auto& st = self->state;
-      if (!client)
-        return make_error(errc::bad_request, "invalid client");
-      auto& sc = st.sessions[id];
-      if (sc.watching) {
-        add_client(self, sc, id, client);
-        return sc.last_seq;
-      }
-      auto rp = self->make_response_promise<uint64_t>();
-      sc.waiting.emplace_back(client, rp);
-      if (sc.waiting.size() > 1)
-        return rp; // a watch request is under way
-      self->request(st.listener, caf::infinite, watch_atom::value, id)
-        .then(
-          [self, id](uint64_t last) {
-            auto& st = self->state;
-            auto& sc = st.sessions[id];
-            sc.watching = true;
-            sc.last_seq = last;
-            auto waiting = std::move(sc.waiting);
-            sc.waiting.clear();
-            for (auto& [c, p] : waiting) {
-              add_client(self, sc, id, c);
-              p.deliver(last);
-            }
-            maybe_unwatch(self, id); // every waiter may be gone already
-          },
-          [self, id](caf::error& err) {
-            auto& st = self->state;
-            auto i = st.sessions.find(id);
-            if (i == st.sessions.end())
-              return;
-            auto waiting = std::move(i->second.waiting);
-            i->second.waiting.clear();
-            for (auto& [c, p] : waiting)
-              p.deliver(err);
-            maybe_unwatch(self, id);
-          });
-      return rp;
+      if (auto i = st.sessions.find(id); i != st.sessions.end() && client)
+        i->second.bus.credit(client.address(), n);
     },
     [self](hub_unsubscribe_atom, caf::actor client, const std::string& id) {
       auto& st = self->state;

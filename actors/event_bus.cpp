@@ -17,10 +17,10 @@ bool same(const caf::actor& a, const caf::actor_addr& b) {
 
 } // namespace
 
-bool event_bus::add(caf::actor handle, uint64_t last_seq) {
+bool event_bus::add(caf::actor handle, uint64_t last_seq, bool credits) {
   if (contains(handle.address()))
     return false;
-  subs_.push_back(subscriber{std::move(handle), 0, last_seq});
+  subs_.push_back(subscriber{std::move(handle), 0, last_seq, credits});
   return true;
 }
 

@@ -17,6 +17,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
 #include <caf/message.hpp>
+#include <caf/send.hpp>
 
 #include "actors/atoms.hpp"
 
@@ -28,11 +29,13 @@ public:
     caf::actor handle;
     uint64_t in_flight = 0; // events sent, not yet confirmed
     uint64_t last_seq = 0;  // highest seq sent to it
+    bool credits = false;   // confirms by message (credit), not by reply
   };
 
   /// Adds a subscriber that has seen everything up to `last_seq`. Returns
-  /// false when it is subscribed already.
-  bool add(caf::actor handle, uint64_t last_seq);
+  /// false when it is subscribed already. One that `credits` gets plain
+  /// messages and calls for `credit` itself.
+  bool add(caf::actor handle, uint64_t last_seq, bool credits = false);
 
   /// Removes a subscriber; returns whether it was there.
   bool remove(const caf::actor_addr& addr);
@@ -63,6 +66,11 @@ public:
       }
       i->in_flight += n;
       i->last_seq = last_seq;
+      if (i->credits) {
+        caf::anon_send(i->handle, msg);
+        ++i;
+        continue;
+      }
       auto addr = i->handle.address();
       self->request(i->handle, caf::infinite, msg)
         .then([=]() mutable { on_credit(addr, n); },

@@ -360,7 +360,7 @@ void hub_subscribe(self_ptr self, const std::string& id, uint64_t gen,
                    std::optional<uint64_t> from_seq, json ref, bool reply) {
   self
     ->request(self->state.ctx->hub, self->state.ctx->timeout,
-              hub_subscribe_atom::value, caf::actor{self}, id)
+              hub_subscribe_atom::value, caf::actor{self}, id, true)
     .then(
       [self, id, gen, from_seq, ref, reply](uint64_t last) {
         auto i = self->state.subs.find(id);
@@ -809,8 +809,13 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
     },
     [self](events_atom, const std::string& id,
            const std::vector<event>& events) {
-      // The (empty) reply is our credit at the hub. The events are taken by
-      // const reference: every client of the session shares one message.
+      // Our credit at the hub, sent ourselves (subscribed with credits: a
+      // request per batch would cost the hub a scan of every pending one).
+      // The events are taken by const reference: every client of the
+      // session shares one message.
+      caf::anon_send(self->state.ctx->hub, hub_credit_atom::value,
+                     caf::actor{self}, id,
+                     static_cast<uint64_t>(events.size()));
       auto i = self->state.subs.find(id);
       if (i == self->state.subs.end())
         return;

@@ -119,6 +119,58 @@ TEST_F(hub_test, a_slow_client_is_dropped_while_a_fast_one_gets_everything) {
   EXPECT_EQ(count(a), 1u);
 }
 
+// A client subscribed with credits (as every WebSocket connection is) gets
+// plain messages and confirms them itself; one that never does is dropped.
+caf::behavior crediting_recorder(caf::event_based_actor* self,
+                                 std::shared_ptr<test::recording> rec,
+                                 client_hub_actor hub, bool stall) {
+  return {
+    [=](events_atom, const std::string& id, const std::vector<event>& evs) {
+      {
+        std::lock_guard<std::mutex> guard{rec->mtx};
+        rec->events.insert(rec->events.end(), evs.begin(), evs.end());
+      }
+      if (!stall)
+        caf::anon_send(hub, hub_credit_atom::value, caf::actor{self}, id,
+                       static_cast<uint64_t>(evs.size()));
+    },
+    [=](lagged_atom, const std::string& id, uint64_t seq) {
+      std::lock_guard<std::mutex> guard{rec->mtx};
+      rec->lagged.emplace_back(id, seq);
+    },
+  };
+}
+
+TEST_F(hub_test, clients_that_credit_themselves_keep_up_and_silent_ones_lag) {
+  opts.client_window = 32;
+  start();
+  auto a = create("agent")->id;
+  auto rf = std::make_shared<test::recording>();
+  auto rs = std::make_shared<test::recording>();
+  auto fast = sys.spawn(crediting_recorder, rf, host->hub(), false);
+  auto slow = sys.spawn(crediting_recorder, rs, host->hub(), true);
+  clients.push_back(fast);
+  clients.push_back(slow);
+  ASSERT_EQ(call<uint64_t>(host->hub(), hub_subscribe_atom::value, fast, a,
+                           true).value_or(9), 0u);
+  ASSERT_TRUE(call<uint64_t>(host->hub(), hub_subscribe_atom::value, slow, a,
+                             true));
+  publish(session(a), 100);
+  ASSERT_TRUE(eventually([&] { return rf->size() == 100; }));
+  std::vector<uint64_t> expected(100);
+  for (uint64_t i = 0; i < 100; ++i)
+    expected[i] = i + 1;
+  EXPECT_EQ(seqs(*rf), expected);
+  EXPECT_TRUE(rf->lagged.empty()) << "its credits reached the hub";
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard<std::mutex> guard{rs->mtx};
+    return !rs->lagged.empty();
+  })) << "slow got " << rs->size() << " events";
+  EXPECT_LT(rs->size(), 100u);
+  EXPECT_EQ(rs->lagged[0].second, rs->snapshot().back().seq);
+  EXPECT_EQ(count(a), 1u);
+}
+
 TEST_F(hub_test, clients_of_an_unloaded_session_are_told_and_may_reload_it) {
   start();
   auto a = create("agent")->id;
