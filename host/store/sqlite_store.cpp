@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <limits>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -391,6 +392,11 @@ struct sqlite_store::impl {
     w_delete_events, w_delete_session, w_purge_old_events,
     w_purge_first_events, w_cleaned_check;
 
+  // Multi-row INSERTs of create_started, by row count (at most insert_rows):
+  // one statement per chunk instead of one per row.
+  static constexpr size_t insert_rows = 64;
+  std::map<size_t, std::unique_ptr<statement>> w_insert_sessions, w_insert_events;
+
   std::mutex read_mtx;
   std::unique_ptr<connection> reader; // guarded by read_mtx
 
@@ -530,6 +536,8 @@ struct sqlite_store::impl {
     if (writer)
       sqlite3_wal_hook(writer->get(), nullptr, nullptr);
     // Statements before their connections.
+    w_insert_sessions.clear();
+    w_insert_events.clear();
     w_session.reset();
     w_insert_event.reset();
     w_update_tail.reset();
@@ -575,6 +583,26 @@ struct sqlite_store::impl {
         throw store_error(code::conflict, "session " + info.id + " exists");
       throw;
     }
+  }
+
+  // The INSERT of `rows` rows into `table` (columns as given), prepared once.
+  statement& multi_insert(std::map<size_t, std::unique_ptr<statement>>& cache,
+                          const char* head, size_t columns, size_t rows) {
+    auto& st = cache[rows];
+    if (!st) {
+      std::string sql = head;
+      int param = 1;
+      for (size_t r = 0; r < rows; ++r) {
+        sql += r == 0 ? " VALUES (" : ", (";
+        for (size_t c = 0; c < columns; ++c) {
+          sql += c == 0 ? "?" : ", ?";
+          sql += std::to_string(param++);
+        }
+        sql += ")";
+      }
+      st = std::make_unique<statement>(writer->get(), sql);
+    }
+    return *st;
   }
 
   bool role_taken(const std::string& role, const std::string& except_id) {
@@ -623,33 +651,88 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
     return;
   check_started(sessions);
   // Encode outside the lock, as append does.
-  std::vector<std::string> snapshots;
-  std::vector<std::vector<std::string>> envelopes(sessions.size());
-  snapshots.reserve(sessions.size());
-  for (size_t i = 0; i < sessions.size(); ++i) {
-    auto& b = sessions[i];
-    snapshots.push_back(encode_snapshot(*b.snapshot));
-    envelopes[i].reserve(b.events.size());
+  struct row {
+    const append_batch* b;
+    session_info info; // the snapshot with the batch's epoch
+    std::string blob;
+    uint64_t last_seq;
+  };
+  std::vector<row> rows;
+  struct event_row {
+    const std::string* session_id; // the batch's
+    const event* e;
+    std::string envelope;
+  };
+  std::vector<event_row> events;
+  rows.reserve(sessions.size());
+  for (auto& b : sessions) {
+    row r{&b, *b.snapshot, encode_snapshot(*b.snapshot),
+          b.events.empty() ? 0 : b.events.back().seq};
+    r.info.epoch = b.epoch;
+    rows.push_back(std::move(r));
     for (auto& e : b.events)
-      envelopes[i].push_back(encode_event(e));
+      events.push_back(event_row{&b.session_id, &e, encode_event(e)});
   }
   std::lock_guard<std::mutex> guard{impl_->write_mtx};
   write_transaction tx{*impl_->writer};
-  for (size_t i = 0; i < sessions.size(); ++i) {
-    auto& b = sessions[i];
-    auto info = *b.snapshot;
-    info.epoch = b.epoch;
-    uint64_t last = b.events.empty() ? 0 : b.events.back().seq;
-    impl_->insert_session(info, snapshots[i], last, std::min(info.last_seq, last));
-    for (size_t k = 0; k < b.events.size(); ++k) {
-      auto& e = b.events[k];
-      use u{*impl_->w_insert_event};
-      u->bind(1, b.session_id)
-        .bind(2, to_db(e.seq))
-        .bind_blob(3, envelopes[i][k])
-        .bind(4, static_cast<int64_t>(e.ts));
-      u->step();
+  // Sessions with a role one by one (its check must see the rows before it);
+  // the others in multi-row INSERTs, where the primary key refuses an
+  // existing id.
+  std::vector<const row*> plain;
+  for (auto& r : rows) {
+    if (r.info.role.empty())
+      plain.push_back(&r);
+    else
+      impl_->insert_session(r.info, r.blob, r.last_seq,
+                            std::min(r.info.last_seq, r.last_seq));
+  }
+  constexpr size_t chunk = impl::insert_rows;
+  for (size_t from = 0; from < plain.size(); from += chunk) {
+    auto n = std::min(chunk, plain.size() - from);
+    auto& st = impl_->multi_insert(
+      impl_->w_insert_sessions,
+      "INSERT INTO sessions (id, type, role, state, created_at, last_seq,"
+      " epoch, snapshot, updated_at, snapshot_seq)",
+      10, n);
+    use u{st};
+    for (size_t k = 0; k < n; ++k) {
+      auto& r = *plain[from + k];
+      int p = static_cast<int>(k * 10);
+      u->bind(p + 1, r.info.id)
+        .bind(p + 2, r.info.type)
+        .bind(p + 3, r.info.role)
+        .bind(p + 4, to_string(r.info.state))
+        .bind(p + 5, static_cast<int64_t>(r.info.created_at))
+        .bind(p + 6, to_db(r.last_seq))
+        .bind(p + 7, to_db(r.info.epoch))
+        .bind_blob(p + 8, r.blob)
+        .bind(p + 9, static_cast<int64_t>(r.info.updated_at))
+        .bind(p + 10, to_db(std::min(r.info.last_seq, r.last_seq)));
     }
+    try {
+      u->step();
+    } catch (const store_error& e) {
+      if (e.error_code() == code::conflict)
+        throw store_error(code::conflict, "a session of the burst exists: "
+                                            + std::string{e.what()});
+      throw;
+    }
+  }
+  for (size_t from = 0; from < events.size(); from += chunk) {
+    auto n = std::min(chunk, events.size() - from);
+    auto& st = impl_->multi_insert(
+      impl_->w_insert_events,
+      "INSERT INTO events (session_id, seq, envelope, ts)", 4, n);
+    use u{st};
+    for (size_t k = 0; k < n; ++k) {
+      auto& ev = events[from + k];
+      int p = static_cast<int>(k * 4);
+      u->bind(p + 1, *ev.session_id)
+        .bind(p + 2, to_db(ev.e->seq))
+        .bind_blob(p + 3, ev.envelope)
+        .bind(p + 4, static_cast<int64_t>(ev.e->ts));
+    }
+    u->step();
   }
   tx.commit();
 }
