@@ -289,6 +289,46 @@ TEST_P(host_store, a_session_reloads_exactly_from_an_older_snapshot) {
   EXPECT_EQ(*next, was.last_seq + 1);
 }
 
+// Creates keep arriving while earlier bursts are being stored (the host's
+// create writer): every acknowledged create is stored once, with its first
+// events, and one role still goes to exactly one of the creates asking for it.
+TEST_P(host_store, creates_across_bursts_are_stored_once_and_a_role_goes_to_one) {
+  std::set<std::string> ids;
+  int conflicts = 0;
+  {
+    process p{url_};
+    const int n = 1500;
+    for (int i = 0; i < n; ++i)
+      p.self->send(p.host->host(), create_atom::value,
+                   std::string{i % 2 ? "echo" : "agent"},
+                   i % 100 == 7 ? std::string{"shared"} : std::string{},
+                   metadata_map{});
+    for (int i = 0; i < n; ++i)
+      p.self->receive(
+        [&](session_info& info) { EXPECT_TRUE(ids.insert(info.id).second); },
+        [&](caf::error& err) {
+          EXPECT_EQ(code_of(err), errc::conflict) << message_of(err);
+          ++conflicts;
+        },
+        caf::after(30s) >> [&] { ADD_FAILURE() << "no reply"; });
+    EXPECT_EQ(conflicts, 14); // 15 asked for "shared"
+    EXPECT_EQ(ids.size(), 1486u);
+  }
+  auto store = open_store(url_, "");
+  EXPECT_EQ(store->count({}), 1486u);
+  session_filter shared;
+  shared.role = "shared";
+  EXPECT_EQ(store->count(shared), 1u);
+  for (auto& id : ids) {
+    auto info = store->load(id);
+    ASSERT_TRUE(info) << id;
+    if (info->type == "echo") {
+      EXPECT_EQ(info->state, session_state::active) << id;
+      EXPECT_EQ(seqs_of(all_events(*store, id)), one_to(2)) << id;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(stores, host_store, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
