@@ -1,11 +1,9 @@
 #pragma once
-// Whether a text is one JSON value, checked without building it: the same
-// answer as nlohmann::json::accept (RFC 8259, UTF-8 checked inside strings,
-// \u escapes paired, a leading UTF-8 BOM skipped, numbers that overflow a
-// double refused), several times faster. One difference: nlohmann stops
-// reading at a NUL byte after the value; here any NUL byte is refused, so
-// accepted text never carries bytes past its value. Every publish's data goes through
-// it on its way in and every event's on its way out.
+// Whether a text is one JSON value: nlohmann::json::accept's answer (RFC 8259,
+// UTF-8 checked inside strings, \u escapes paired, a leading UTF-8 BOM
+// skipped), with one difference: nlohmann stops reading at a NUL byte after
+// the value, so any NUL byte is refused here and accepted text never carries
+// bytes past its value. Every publish's data goes through it on its way in.
 // Thread safety: a pure function.
 
 #include <string_view>
@@ -13,6 +11,6 @@
 namespace sessionhost {
 
 /// Whether `text` is exactly one JSON value (whitespace around it allowed).
-bool json_valid(std::string_view text) noexcept;
+bool json_valid(std::string_view text);
 
 } // namespace sessionhost
