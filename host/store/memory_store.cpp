@@ -109,58 +109,52 @@ void memory_store::create(const session_info& info) {
 }
 
 void memory_store::create_many(const std::vector<session_info>& infos) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (fail_writes_)
-    throw store_error(code::io, "injected write failure");
-  // All or none: undo this call's inserts when one of them fails.
-  size_t done = 0;
-  try {
-    for (; done < infos.size(); ++done) {
-      auto& info = infos[done];
-      if (sessions_.count(info.id))
-        throw store_error(code::conflict, "session " + info.id + " exists");
-      if (role_taken(info.role, info.id))
-        throw store_error(code::conflict, "role " + info.role + " is taken");
-      record r;
-      r.snapshot = info;
-      r.snapshot.last_seq = 0;
-      r.epoch = info.epoch;
-      sessions_.emplace(info.id, std::move(r));
-    }
-  } catch (...) {
-    for (size_t i = 0; i < done; ++i)
-      sessions_.erase(infos[i].id);
-    throw;
+  std::vector<record> rs(infos.size());
+  for (size_t i = 0; i < infos.size(); ++i) {
+    rs[i].snapshot = infos[i];
+    rs[i].snapshot.last_seq = 0;
+    rs[i].epoch = infos[i].epoch;
   }
+  insert_new(std::move(rs));
 }
 
 void memory_store::create_started(const std::vector<append_batch>& sessions) {
   check_started(sessions);
+  std::vector<record> rs(sessions.size());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    auto& b = sessions[i];
+    auto& r = rs[i];
+    r.snapshot = *b.snapshot;
+    r.epoch = b.epoch;
+    for (auto& e : b.events) {
+      r.events.emplace(e.seq, e);
+      r.last_seq = e.seq;
+    }
+    r.snapshot.last_seq = std::min(b.snapshot->last_seq, r.last_seq);
+  }
+  insert_new(std::move(rs));
+}
+
+void memory_store::insert_new(std::vector<record> rs) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (fail_writes_)
     throw store_error(code::io, "injected write failure");
-  size_t done = 0; // all or none, as create_many
+  // All or none: undo this call's inserts when one of them fails.
+  std::vector<std::string> done;
+  done.reserve(rs.size());
   try {
-    for (; done < sessions.size(); ++done) {
-      auto& b = sessions[done];
-      auto& info = *b.snapshot;
-      if (sessions_.count(b.session_id))
-        throw store_error(code::conflict, "session " + b.session_id + " exists");
-      if (role_taken(info.role, b.session_id))
-        throw store_error(code::conflict, "role " + info.role + " is taken");
-      record r;
-      r.snapshot = info;
-      r.epoch = b.epoch;
-      for (auto& e : b.events) {
-        r.events.emplace(e.seq, e);
-        r.last_seq = e.seq;
-      }
-      r.snapshot.last_seq = std::min(info.last_seq, r.last_seq);
-      sessions_.emplace(b.session_id, std::move(r));
+    for (auto& r : rs) {
+      auto id = r.snapshot.id;
+      if (sessions_.count(id))
+        throw store_error(code::conflict, "session " + id + " exists");
+      if (role_taken(r.snapshot.role, id))
+        throw store_error(code::conflict, "role " + r.snapshot.role + " is taken");
+      sessions_.emplace(id, std::move(r));
+      done.push_back(std::move(id));
     }
   } catch (...) {
-    for (size_t i = 0; i < done; ++i)
-      sessions_.erase(sessions[i].session_id);
+    for (auto& id : done)
+      sessions_.erase(id);
     throw;
   }
 }

@@ -45,6 +45,8 @@ private:
 
   session_info view(const record& r) const;
   bool role_taken(const std::string& role, const std::string& except_id) const;
+  /// Adds new sessions, all or none (a conflict undoes this call's inserts).
+  void insert_new(std::vector<record> rs);
 
   std::mutex mtx_;
   std::unordered_map<std::string, record> sessions_; // guarded by mtx_

@@ -140,6 +140,20 @@ pqxx::binarystring bytea_array(const std::vector<std::string>& items, size_t fro
   return bytes(out);
 }
 
+/// Inserts the events of `b` (their envelopes encoded in `envelopes`) in
+/// statements of up to insert_chunk: the envelopes travel as one binary
+/// bytea[] parameter and the seqs, contiguous by now, are derived from the
+/// first one.
+void insert_events(pqxx::work& tx, const append_batch& b,
+                   const std::vector<std::string>& envelopes) {
+  auto& evs = b.events;
+  for (size_t from = 0; from < evs.size(); from += insert_chunk) {
+    auto n = std::min(insert_chunk, evs.size() - from);
+    tx.exec_prepared0("insert_events", b.session_id, to_db(evs[from].seq),
+                      bytea_array(envelopes, from, n), int8_array(evs, from, n));
+  }
+}
+
 session_info row_to_info(const pqxx::row& row) {
   // Columns: last_seq, epoch, snapshot, …
   pqxx::binarystring blob{row[2]};
@@ -481,13 +495,7 @@ void postgres_store::create_started(const std::vector<append_batch>& sessions) {
                         bytes(snapshots[i]),
                         static_cast<int64_t>(info.updated_at), to_db(last),
                         to_db(std::min(info.last_seq, last)));
-      auto& evs = b.events;
-      for (size_t from = 0; from < evs.size(); from += insert_chunk) {
-        auto n = std::min(insert_chunk, evs.size() - from);
-        tx.exec_prepared0("insert_events", b.session_id, to_db(evs[from].seq),
-                          bytea_array(envelopes[i], from, n),
-                          int8_array(evs, from, n));
-      }
+      insert_events(tx, b, envelopes[i]);
     }
     tx.commit();
   });
@@ -562,16 +570,7 @@ void postgres_store::append(const std::vector<append_batch>& batches) {
         t.snapshot_index = i;
       }
       t.epoch = std::max(t.epoch, b.epoch);
-      // All events of the batch in one statement: the envelopes travel as
-      // one binary bytea[] parameter and the seqs, contiguous by now, are
-      // derived from the first one.
-      auto& evs = b.events;
-      for (size_t from = 0; from < evs.size(); from += insert_chunk) {
-        auto n = std::min(insert_chunk, evs.size() - from);
-        tx.exec_prepared0("insert_events", b.session_id, to_db(evs[from].seq),
-                          bytea_array(envelopes[i], from, n),
-                          int8_array(evs, from, n));
-      }
+      insert_events(tx, b, envelopes[i]);
     }
     for (auto& [id, t] : tails) {
       if (t.snapshot_index) {
