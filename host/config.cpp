@@ -53,6 +53,12 @@ host_config host_config::from(const caf::actor_system_config& cfg) {
                                  out.idempotency_window);
   out.commit_batch_limit = caf::get_or(cfg, "sessionhost.commit-batch-limit",
                                        out.commit_batch_limit);
+  out.commit_delay = std::chrono::duration_cast<std::chrono::microseconds>(
+    caf::get_or(cfg, "sessionhost.commit-delay",
+                caf::timespan{out.commit_delay}));
+  if (out.commit_delay.count() < 0 || out.commit_delay > std::chrono::seconds(1))
+    throw std::invalid_argument("sessionhost.commit-delay must be between 0s "
+                                "and 1s");
   out.snapshot_every = caf::get_or(cfg, "sessionhost.snapshot-every",
                                    out.snapshot_every);
   out.retention_max_age = ms_or(cfg, "sessionhost.retention-max-age",
@@ -85,6 +91,9 @@ sessionhost_config::sessionhost_config() {
                         "how long publish idempotency keys are remembered "
                         "(default 10min; 0s: off)")
     .add<size_t>("commit-batch-limit", "most events per store transaction")
+    .add<caf::timespan>("commit-delay",
+                        "at moderate rates, wait this long for more events "
+                        "before a commit (e.g. 250us; 0s: never)")
     .add<size_t>("snapshot-every",
                  "rewrite a session's stored snapshot at least every this "
                  "many events (default 1000; also on change and unload)")

@@ -40,6 +40,10 @@ struct host_config {
   std::chrono::milliseconds idempotency_window{std::chrono::minutes(10)};
   /// Most events the persistence listener writes in one transaction.
   size_t commit_batch_limit = 16'384;
+  /// Group-commit delay: at a moderate rate, where each commit would carry
+  /// one event, the persistence listener waits this long for more before
+  /// committing (see persistence_options::commit_delay). 0 = never.
+  std::chrono::microseconds commit_delay{0};
   /// A session's stored snapshot is rewritten when its info changes and at
   /// unload; else once per this many events (loading replays the events
   /// after it). 1 = with every batch.

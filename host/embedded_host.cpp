@@ -23,10 +23,11 @@ embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   obs_ = std::make_shared<observability_hub>();
   hooks_ = std::make_shared<hook_registry>();
   types_ = opts.types ? opts.types : session_type_registry::with_builtins();
-  persistence_ = spawn_persistence_listener(
-    sys, store_, obs_,
-    persistence_options{opts.config.commit_batch_limit,
-                        opts.detached_persistence});
+  persistence_options popts;
+  popts.batch_limit = opts.config.commit_batch_limit;
+  popts.detached = opts.detached_persistence;
+  popts.commit_delay = opts.config.commit_delay;
+  persistence_ = spawn_persistence_listener(sys, store_, obs_, popts);
   auto svc = std::make_shared<session_services>();
   svc->config = opts.config;
   svc->clock = opts.clock ? opts.clock : std::make_shared<system_clock>();
