@@ -80,6 +80,16 @@ struct server::impl {
     std::lock_guard<std::mutex> guard{mtx};
     return wss.size();
   }
+  /// The open WebSockets, held (a connection locks its own mutex before
+  /// this one: call their methods after letting go of `mtx`).
+  std::vector<std::shared_ptr<ws_conn>> open_ws_conns() {
+    std::vector<std::shared_ptr<ws_conn>> open;
+    std::lock_guard<std::mutex> guard{mtx};
+    for (auto& entry : wss)
+      if (auto c = entry.second.lock())
+        open.push_back(std::move(c));
+    return open;
+  }
 
   server_options opts;
   std::shared_ptr<backend> be;
@@ -220,9 +230,10 @@ void async_teardown(beast::role_type, ws_next_layer& s,
 class ws_conn : public ws_sink, public std::enable_shared_from_this<ws_conn> {
 public:
   ws_conn(tcp::socket sock, server::impl* srv, ws_upgrade up)
-    : srv_(srv), proto_(up.proto), ws_(std::move(sock), this),
+    : srv_(srv), queue_limit_(srv->opts.client_queue_bytes), proto_(up.proto),
+      ws_(std::in_place, std::move(sock), this),
       up_(std::make_unique<ws_upgrade>(std::move(up))) {
-    fd_ = ws_.next_layer().socket().native_handle();
+    fd_ = ws_->next_layer().socket().native_handle();
   }
 
   ~ws_conn() override { finish(); }
@@ -232,15 +243,15 @@ public:
     t.handshake_timeout = std::chrono::seconds(1);
     t.idle_timeout = websocket::stream_base::none();
     t.keep_alive_pings = false;
-    ws_.set_option(t);
-    ws_.read_message_max(srv_->opts.max_frame);
-    ws_.auto_fragment(false);
+    ws_->set_option(t);
+    ws_->read_message_max(srv_->opts.max_frame);
+    ws_->auto_fragment(false);
     if (proto_)
-      ws_.set_option(websocket::stream_base::decorator(
+      ws_->set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) {
           res.set(http::field::sec_websocket_protocol, proto_subprotocol);
         }));
-    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+    ws_->async_accept(req, [self = shared_from_this()](beast::error_code ec) {
       if (ec)
         return self->shutdown_socket();
       self->handshake_done_ = true;
@@ -250,7 +261,7 @@ public:
       open.handshake_timeout = websocket::stream_base::none();
       open.idle_timeout = websocket::stream_base::none();
       open.keep_alive_pings = false;
-      self->ws_.set_option(open);
+      self->ws_->set_option(open);
       beast::error_code ignored;
       self->sock().set_option(tcp::no_delay(true), ignored);
       {
@@ -274,13 +285,17 @@ public:
   }
 
   bool send_frames(std::vector<outgoing_frame> frames) override {
+    // Everything under the lock: detach() takes it too, so a sender either
+    // finishes before the server stops or finds the connection closing and
+    // touches nothing of the server.
+    std::lock_guard<std::recursive_mutex> guard{wmtx_};
     if (closing_.load())
       return false;
     size_t n = 0;
     for (auto& f : frames)
       n += f.wire->size();
     auto total = queued_.fetch_add(n) + n;
-    if (total > srv_->opts.client_queue_bytes) {
+    if (total > queue_limit_) {
       queued_ -= n;
       ++srv_->stats->ws_slow_closed;
       close_impl(static_cast<uint16_t>(websocket::close_code::try_again_later),
@@ -288,36 +303,52 @@ public:
       return false;
     }
     bool post = false;
-    {
-      std::lock_guard<std::recursive_mutex> guard{wmtx_};
-      if (can_write_directly()) {
-        // Nothing queued ahead and the socket open: write on this thread.
-        // Waking the io thread to write would cost two context switches
-        // per burst, most of the work at a moderate event rate; what the
-        // socket does not take now is left to the io thread.
-        out_ = std::move(frames);
-        out_head_ = 0;
-        out_offset_ = 0;
-        flush(false);
-        if (out_count() == 0)
-          return true;
-        post = !take_posted_;
-        take_posted_ = true;
-      } else {
-        // Frames queued from other threads meanwhile go with one post: one
-        // hop to the io thread per burst, not per frame.
-        if (incoming_.empty())
-          incoming_ = std::move(frames);
-        else
-          for (auto& f : frames)
-            incoming_.push_back(std::move(f));
-        post = !take_posted_;
-        take_posted_ = true;
-      }
+    if (can_write_directly()) {
+      // Nothing queued ahead and the socket open: write on this thread.
+      // Waking the io thread to write would cost two context switches
+      // per burst, most of the work at a moderate event rate; what the
+      // socket does not take now is left to the io thread.
+      out_ = std::move(frames);
+      out_head_ = 0;
+      out_offset_ = 0;
+      flush(false);
+      if (out_count() == 0)
+        return true;
+      post = !take_posted_;
+      take_posted_ = true;
+    } else {
+      // Frames queued from other threads meanwhile go with one post: one
+      // hop to the io thread per burst, not per frame.
+      if (incoming_.empty())
+        incoming_ = std::move(frames);
+      else
+        for (auto& f : frames)
+          incoming_.push_back(std::move(f));
+      post = !take_posted_;
+      take_posted_ = true;
     }
     if (post)
       srv_->mark_ready(shared_from_this());
     return true;
+  }
+
+  /// The server stops (io thread joined, Asio still alive): the connection
+  /// goes inert for whoever still holds it. Senders are refused from now on,
+  /// the handler hears it closed, and the socket and timers go now, so the
+  /// object may outlive the server and its io_context.
+  void detach() {
+    std::lock_guard<std::recursive_mutex> guard{wmtx_};
+    closing_ = true;
+    finish();
+    out_.clear();
+    out_head_ = 0;
+    out_offset_ = 0;
+    incoming_.clear();
+    queued_ = 0;
+    teardown_.reset();
+    shutdown_socket();
+    close_timer_.reset();
+    ws_.reset();
   }
 
   /// On the io thread: moves the frames queued by other threads to `out_`
@@ -344,9 +375,7 @@ public:
 
   size_t queued_bytes() const noexcept override { return queued_.load(); }
 
-  size_t queue_limit() const noexcept override {
-    return srv_->opts.client_queue_bytes;
-  }
+  size_t queue_limit() const noexcept override { return queue_limit_; }
 
   void close(uint16_t code, std::string reason) override {
     close_impl(code, std::move(reason), false);
@@ -393,9 +422,10 @@ public:
   }
 
 private:
-  tcp::socket& sock() noexcept { return ws_.next_layer().socket(); }
+  tcp::socket& sock() noexcept { return ws_->next_layer().socket(); }
 
   void close_impl(uint16_t code, std::string reason, bool discard) {
+    std::lock_guard<std::recursive_mutex> guard{wmtx_}; // see send_frames
     if (closing_.exchange(true))
       return;
     net::post(sock().get_executor(), [self = shared_from_this(), code,
@@ -407,7 +437,7 @@ private:
         return;
       // Beast writes the close frame (into the queue, after what is
       // there) and completes the handshake through the pending read.
-      self->ws_.async_close(
+      self->ws_->async_close(
         websocket::close_reason{static_cast<websocket::close_code>(code),
                                 reason},
         [self](beast::error_code) {});
@@ -567,7 +597,7 @@ private:
   // -- reading ----------------------------------------------------------------
 
   void read() {
-    ws_.async_read(rd_, [self = shared_from_this()](beast::error_code ec,
+    ws_->async_read(rd_, [self = shared_from_this()](beast::error_code ec,
                                                     size_t) {
       self->on_read(ec);
     });
@@ -588,7 +618,7 @@ private:
     rd_.clear();
     rd_.shrink_to_fit();
     if (!close_queued_) { // closing: the peer's messages reach nobody
-      if (ws_.got_binary())
+      if (ws_->got_binary())
         handler_->on_binary(std::move(msg));
       else
         handler_->on_text(std::move(msg));
@@ -610,6 +640,7 @@ private:
   }
 
   server::impl* srv_;
+  size_t queue_limit_; // the server's option, kept: the server may go first
   bool proto_; // binary protobuf frames
   // Frames to write, oldest at out_head_, of which out_offset_ bytes are
   // written. A vector, not a std::deque: an empty libstdc++ deque still
@@ -626,7 +657,10 @@ private:
   wire_frame close_wire_; // the close frame, once queued
   std::unique_ptr<net::steady_timer> close_timer_;
   beast::saved_handler teardown_; // Beast's teardown, until done
-  websocket::stream<ws_next_layer, false> ws_;
+  // Beast registers every stream with its io_context, so a stream must go
+  // before the io_context does: detach() ends it early when the server stops
+  // while someone still holds the connection.
+  std::optional<websocket::stream<ws_next_layer, false>> ws_;
   std::unique_ptr<ws_upgrade> up_; // until the handler is opened
   std::shared_ptr<ws_handler> handler_;
   lean_read_buffer rd_; // the message being read (empty when idle)
@@ -870,12 +904,8 @@ void server::stop_accepting() {
 
 size_t server::close_websockets(uint16_t code, int timeout_ms) {
   auto* i = impl_.get();
-  {
-    std::lock_guard<std::mutex> guard{i->mtx};
-    for (auto& [ptr, weak] : i->wss)
-      if (auto c = weak.lock())
-        c->close(code, "server shutting down");
-  }
+  for (auto& c : i->open_ws_conns())
+    c->close(code, "server shutting down");
   auto deadline = std::chrono::steady_clock::now()
                   + std::chrono::milliseconds(timeout_ms);
   while (i->ws_count() > 0 && std::chrono::steady_clock::now() < deadline)
@@ -900,6 +930,11 @@ void server::stop() {
     std::lock_guard<std::mutex> guard{i.pending->mtx};
     waiting.swap(i.pending->conns);
   }
+  // WebSockets an actor may still hold and write to: inert from now on.
+  for (auto& c : i.open_ws_conns())
+    c->detach();
+  std::lock_guard<std::mutex> guard{i.ready_mtx};
+  i.ready.clear();
 }
 
 server_stats& server::stats() noexcept { return *impl_->stats; }
