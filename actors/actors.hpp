@@ -16,6 +16,7 @@
 #include "actors/atoms.hpp"
 #include "actors/hooks.hpp"
 #include "host/event.hpp"
+#include "host/json_check.hpp"
 #include "host/session_info.hpp"
 #include "host/store/session_store.hpp"
 
@@ -42,6 +43,8 @@ using session_actor = caf::typed_actor<
   // Input for the session (JSON text); returns the seq of the first event it
   // produced. The first message of a new session emits session:start.
   caf::replies_to<message_atom, std::string>::with<uint64_t>,
+  // The same with data checked where it entered (not checked again).
+  caf::replies_to<message_atom, json_text>::with<uint64_t>,
   // mark_terminating(reason): session:end, then → TERMINATING.
   caf::replies_to<terminate_atom, std::string>::with<session_info>,
   // complete_cleanup: TERMINATING → CLEANED.
@@ -64,6 +67,13 @@ using session_actor = caf::typed_actor<
   caf::replies_to<publish_atom, std::string, std::string, std::string>::with<uint64_t>,
   // publish(type, data, key or "" for none, peer connection).
   caf::replies_to<publish_atom, std::string, std::string, std::string,
+                  caf::actor>::with<uint64_t>,
+  // The three above with data checked where it entered (json_text: the
+  // session does not check it again).
+  caf::replies_to<publish_atom, std::string, json_text>::with<uint64_t>,
+  caf::replies_to<publish_atom, std::string, json_text, std::string>::with<
+    uint64_t>,
+  caf::replies_to<publish_atom, std::string, json_text, std::string,
                   caf::actor>::with<uint64_t>,
   // The session as of its last durable seq: never a change that a crash
   // could still roll back (emitted, not yet durable).

@@ -618,8 +618,14 @@ struct session_data : session_control, session_context {
 
   // -- session_control (hooks) ------------------------------------------------
 
+  // Type code and hooks: data that is not JSON is published as a JSON
+  // string of that text (checked here, once: frames trust what a session
+  // emits).
   uint64_t publish(const std::string& type, const std::string& data) override {
-    return emit(type, data);
+    if (json_valid(data))
+      return emit(type, data);
+    return emit(type, json(data).dump(-1, ' ', false,
+                                      json::error_handler_t::replace));
   }
 
   // -- session_context (type code) --------------------------------------------
@@ -739,13 +745,14 @@ bool valid_utf8(const std::string& s) {
   }
 }
 
+// `checked`: the data came as json_text, checked where it entered.
 caf::error check_publish(const session_data& st, const std::string& type,
-                         const std::string& data) {
+                         const std::string& data, bool checked) {
   if (auto err = check_open(st))
     return err;
   if (type.empty() || type.size() > max_type_length)
     return make_error(errc::bad_request, "event type must have 1 to 64 characters");
-  if (!json_valid(data))
+  if (!checked && !json_valid(data))
     return make_error(errc::bad_request, "event data must be JSON");
   if (st.closed())
     return make_error(errc::conflict, "session " + st.rec.id + " is "
@@ -787,9 +794,9 @@ caf::result<micros> heartbeat(self_pointer self) {
 }
 
 caf::result<uint64_t> publish(self_pointer self, const std::string& type,
-                              const std::string& data) {
+                              const std::string& data, bool checked) {
   auto& st = self->state;
-  if (auto err = check_publish(st, type, data))
+  if (auto err = check_publish(st, type, data, checked))
     return err;
   auto seq = st.emit(type, data);
   st.touch();
@@ -800,7 +807,7 @@ caf::result<uint64_t> publish(self_pointer self, const std::string& type,
 
 caf::result<uint64_t> publish_keyed(self_pointer self, const std::string& type,
                                     const std::string& data,
-                                    const std::string& key) {
+                                    const std::string& key, bool checked) {
   auto& st = self->state;
   if (key.empty() || key.size() > 256 || !valid_utf8(key))
     return make_error(errc::bad_request,
@@ -835,7 +842,7 @@ caf::result<uint64_t> publish_keyed(self_pointer self, const std::string& type,
       return rp;
     }
   }
-  if (auto err = check_publish(st, type, data))
+  if (auto err = check_publish(st, type, data, checked))
     return err;
   auto seq = st.emit(type, data, window > 0 ? key : std::string{});
   if (st.idem)
@@ -844,6 +851,40 @@ caf::result<uint64_t> publish_keyed(self_pointer self, const std::string& type,
   auto rp = self->make_response_promise<uint64_t>();
   st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
   return rp;
+}
+
+// Input for the session (message_atom): session:start first if it is the
+// first message, then the message event, then the type's on_message.
+caf::result<uint64_t> message(self_pointer self, const std::string& data,
+                              bool checked) {
+  auto& st = self->state;
+  if (auto err = check_publish(st, event_type::message, data, checked))
+    return err;
+  st.before_change(); // the message event below
+  ++st.rec.message_count;
+  uint64_t first = 0;
+  if (st.rec.message_count == 1)
+    first = st.emit_lifecycle(event_type::session_start, {});
+  auto seq = st.emit(event_type::message, data);
+  if (first == 0)
+    first = seq;
+  st.with_type("on_message", [&](session_type& t) { t.on_message(st, data); });
+  st.touch();
+  auto rp = self->make_response_promise<uint64_t>();
+  st.reply_when_durable<uint64_t>(rp, [first] { return first; });
+  return rp;
+}
+
+// A publish from a peer connection; `key` empty: none.
+caf::result<uint64_t> publish_from(self_pointer self, const std::string& type,
+                                   const std::string& data,
+                                   const std::string& key,
+                                   const caf::actor& conn, bool checked) {
+  if (auto err = check_peer_conn(self->state, conn, true))
+    return err;
+  if (key.empty())
+    return publish(self, type, data, checked);
+  return publish_keyed(self, type, data, key, checked);
 }
 
 // The shape of every state-changing request: refuse while unloading, apply
@@ -975,24 +1016,10 @@ session_actor::behavior_type shared_behavior() {
       return heartbeat(self);
     },
     [](message_atom, const std::string& data) -> caf::result<uint64_t> {
-      auto self = current();
-      auto& st = self->state;
-      if (auto err = check_publish(st, event_type::message, data))
-        return err;
-      st.before_change(); // the message event below
-      ++st.rec.message_count;
-      uint64_t first = 0;
-      if (st.rec.message_count == 1)
-        first = st.emit_lifecycle(event_type::session_start, {});
-      auto seq = st.emit(event_type::message, data);
-      if (first == 0)
-        first = seq;
-      st.with_type("on_message",
-                   [&](session_type& t) { t.on_message(st, data); });
-      st.touch();
-      auto rp = self->make_response_promise<uint64_t>();
-      st.reply_when_durable<uint64_t>(rp, [first] { return first; });
-      return rp;
+      return message(current(), data, false);
+    },
+    [](message_atom, const json_text& data) -> caf::result<uint64_t> {
+      return message(current(), data.str(), true);
     },
     [](terminate_atom, const std::string& reason) {
       auto self = current();
@@ -1068,20 +1095,27 @@ session_actor::behavior_type shared_behavior() {
     },
     [](publish_atom, const std::string& type,
            const std::string& data) -> caf::result<uint64_t> {
-      return publish(current(), type, data);
+      return publish(current(), type, data, false);
     },
     [](publish_atom, const std::string& type, const std::string& data,
        const std::string& key) -> caf::result<uint64_t> {
-      return publish_keyed(current(), type, data, key);
+      return publish_keyed(current(), type, data, key, false);
     },
     [](publish_atom, const std::string& type, const std::string& data,
        const std::string& key, const caf::actor& conn) -> caf::result<uint64_t> {
-      auto self = current();
-      if (auto err = check_peer_conn(self->state, conn, true))
-        return err;
-      if (key.empty())
-        return publish(self, type, data);
-      return publish_keyed(self, type, data, key);
+      return publish_from(current(), type, data, key, conn, false);
+    },
+    [](publish_atom, const std::string& type,
+           const json_text& data) -> caf::result<uint64_t> {
+      return publish(current(), type, data.str(), true);
+    },
+    [](publish_atom, const std::string& type, const json_text& data,
+       const std::string& key) -> caf::result<uint64_t> {
+      return publish_keyed(current(), type, data.str(), key, true);
+    },
+    [](publish_atom, const std::string& type, const json_text& data,
+       const std::string& key, const caf::actor& conn) -> caf::result<uint64_t> {
+      return publish_from(current(), type, data.str(), key, conn, true);
     },
     [](info_atom) -> session_info {
       // The durable view: nothing a crash could roll back.

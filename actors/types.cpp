@@ -8,6 +8,7 @@ namespace sessionhost {
 
 void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<event>("sessionhost.event");
+  cfg.add_message_type<json_text>("sessionhost.json_text");
   cfg.add_message_type<std::vector<event>>("sessionhost.event_list");
   cfg.add_message_type<session_info>("sessionhost.session_info");
   cfg.add_message_type<std::vector<session_info>>("sessionhost.session_list");

@@ -198,7 +198,8 @@ void post_message(const call& c, const std::string& id,
   auto data = j.find("data");
   if (data == j.end())
     return c.fail(errc::bad_request, "\"data\" is missing");
-  auto text = data->dump(-1, ' ', false, json::error_handler_t::replace);
+  // Parsed from the body: checked once, by that parse.
+  auto text = json_text::write(*data);
   auto cc = c;
   c.with_session(id, [cc, text](session_actor& s) {
     auto r = cc.respond;
@@ -215,9 +216,9 @@ void post_event(const call& c, const std::string& id, const std::string& body) {
   auto type = j.find("type");
   if (type == j.end() || !type->is_string() || type->get<std::string>().empty())
     return c.fail(errc::bad_request, "\"type\" must be a non-empty string");
-  std::string text = "null";
+  json_text text; // parsed from the body: checked once, by that parse
   if (auto data = j.find("data"); data != j.end())
-    text = data->dump(-1, ' ', false, json::error_handler_t::replace);
+    text = json_text::write(*data);
   std::string key;
   if (auto k = j.find("idempotency_key"); k != j.end() && !k->is_null()) {
     if (!k->is_string() || k->get<std::string>().empty())

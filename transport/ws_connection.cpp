@@ -168,12 +168,14 @@ void queue_text(self_ptr self, std::string_view text) {
 } // namespace
 
 /// The "event" op of `e` as JSON text. Its data is JSON text already: when
-/// it is valid (checked without building it), it goes in as it is, not
-/// parsed and dumped again; the keys in the order `dump` gives them.
+/// it is valid, it goes in as it is, not parsed and dumped again; the keys
+/// in the order `dump` gives them. `checked`: `e` came live from its session,
+/// which emits only checked data (json_check.hpp); an event read back from
+/// the store is checked here.
 namespace {
 
-std::string event_op_json(const event& e) {
-  if (!json_valid(e.data)) {
+std::string event_op_json(const event& e, bool checked) {
+  if (!checked && !json_valid(e.data)) {
     auto j = to_json(e); // not JSON: the data becomes a string
     j["op"] = "event";
     return dump(j);
@@ -201,10 +203,11 @@ std::string event_op_json(const event& e) {
 /// wire frames (header included: server frames are unmasked), JSON and
 /// protobuf apart. Keyed by (session, seq): a delivered event is durable and
 /// never changes. A direct-mapped table with striped locks; a collision only
-/// costs a second serialization.
+/// costs a second serialization. `live`: straight from the session (its data
+/// checked already), not read back from the store.
 class frame_cache {
 public:
-  wire_frame frame(const event& e, bool proto) {
+  wire_frame frame(const event& e, bool proto, bool live) {
     auto h = std::hash<std::string>{}(e.session_id)
              ^ (e.seq * 0x9E3779B97F4A7C15ull);
     auto k = h % slots_.size();
@@ -221,7 +224,7 @@ public:
       if (proto) {
         wire = make_wire_frame(event_to_proto(e), true);
       } else {
-        wire = make_wire_frame(event_op_json(e), false);
+        wire = make_wire_frame(event_op_json(e, live), false);
       }
     }
     return wire;
@@ -249,7 +252,8 @@ namespace {
 /// Gathered in the outbox: the caller flushes it (flush_at_exit).
 void send_event(self_ptr self, const event& e, bool live) {
   auto& st = self->state;
-  st.outbox.push_back({st.ctx->frames->frame(e, st.proto), live ? e.ts : 0});
+  st.outbox.push_back(
+    {st.ctx->frames->frame(e, st.proto, live), live ? e.ts : 0});
 }
 
 /// Ends an unloaded session's subscription once it sent what there was.
@@ -643,14 +647,15 @@ void on_op(self_ptr self, json& j) {
     if (!j.contains("data"))
       return send_error(self, errc::bad_request, "\"data\" is missing", ref, id);
     return ask_and_ack<uint64_t>(self, id, ref_text, seq_ack{},
-                                 message_atom::value, dump(j["data"]));
+                                 message_atom::value,
+                                 json_text::write(j["data"]));
   }
   if (op == "publish") {
     std::string type;
     if (!get_string(j, "type", type))
       return send_error(self, errc::bad_request,
                         "\"type\" must be a non-empty string", ref, id);
-    auto data = j.contains("data") ? dump(j["data"]) : std::string{"null"};
+    auto data = j.contains("data") ? json_text::write(j["data"]) : json_text{};
     std::string key;
     if (auto k = j.find("idempotency_key"); k != j.end() && !k->is_null()) {
       if (!get_string(j, "idempotency_key", key))
@@ -699,11 +704,11 @@ void on_op(self_ptr self, json& j) {
 /// from the frame's text without a DOM: `data` goes on as the text it came
 /// in. Anything else (another op, a field of the wrong kind, an escaped key,
 /// a refusal) returns false: on_op then answers it, errors included.
-bool fast_publish(self_ptr self, std::string_view text) {
+bool fast_publish(self_ptr self, checked_json_view frame) {
   thread_local std::vector<json_member> members;
-  if (!json_object_members(text, members))
+  if (!json_object_members(frame.text(), members))
     return false;
-  std::string_view op, id, type, key, data = "null", ref = "null";
+  std::string_view op, id, type, key, data, ref = "null";
   bool has_op = false, has_id = false, has_type = false;
   for (auto& m : members) {
     if (m.key.find('\\') != std::string_view::npos)
@@ -736,8 +741,10 @@ bool fast_publish(self_ptr self, std::string_view text) {
   // The session decides too: this connection may no longer be the peer's
   // (it attached again elsewhere).
   auto ref_text = json_compact(ref);
+  // `data` is a whole value of the checked frame: checked with it.
   ask_and_ack<uint64_t>(self, sid, ref_text, seq_ack{}, publish_atom::value,
-                        std::string{type}, std::string{data},
+                        std::string{type},
+                        data.empty() ? json_text{} : frame.value_at(data),
                         std::string{key}, caf::actor{self});
   return true;
 }
@@ -748,12 +755,13 @@ void on_text(self_ptr self, const std::string& text) {
                       "text frame on a sessionhost.v1.proto connection: send "
                       "binary ClientOp frames",
                       nullptr);
-  // Validated once, without a DOM; only ops other than a plain publish
-  // build one.
-  if (!json_valid(text))
+  // Validated once, without a DOM (a publish's data is not checked again);
+  // only ops other than a plain publish build one.
+  auto frame = checked_json_view::check(text);
+  if (!frame)
     return send_error(self, errc::bad_request, "the frame is not valid JSON",
                       nullptr);
-  if (fast_publish(self, text))
+  if (fast_publish(self, *frame))
     return;
   auto j = json::parse(text);
   on_op(self, j);

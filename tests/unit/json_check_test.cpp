@@ -1,12 +1,19 @@
 // json_valid: exactly one JSON value (RFC 8259, as nlohmann::json::accept
-// reads it), and no NUL byte anywhere.
+// reads it), and no NUL byte anywhere; json_text, made only from checked
+// text.
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "host/json_check.hpp"
 
+using sessionhost::checked_json_view;
+using sessionhost::json_text;
 using sessionhost::json_valid;
 
 TEST(json_check, accepts_one_json_value) {
@@ -49,4 +56,50 @@ TEST(json_check, takes_deep_nesting) {
   EXPECT_TRUE(json_valid(deep));
   deep.pop_back();
   EXPECT_FALSE(json_valid(deep));
+}
+
+TEST(json_text, is_made_only_from_checked_text) {
+  EXPECT_EQ(json_text{}.str(), "null");
+  EXPECT_FALSE(json_text::check("{\"a\":}"));
+  EXPECT_FALSE(json_text::check(std::string("[1]\0x", 5)));
+  auto ok = json_text::check(" [1, 2] ");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->str(), " [1, 2] "); // as it came, not rewritten
+  // nlohmann's writer: invalid UTF-8 in a string comes out replaced.
+  auto written = json_text::write(nlohmann::json("a\xff"));
+  EXPECT_TRUE(json_valid(written.str())) << written.str();
+}
+
+TEST(json_text, a_value_of_a_checked_frame_is_taken_without_a_second_check) {
+  EXPECT_FALSE(checked_json_view::check("{\"data\":{\"a\":},\"op\":1}"));
+  std::string frame = R"({"data": {"a": [1, "x"]}, "op": "publish"})";
+  auto view = checked_json_view::check(frame);
+  ASSERT_TRUE(view);
+  auto at = frame.find('{', 1);
+  auto data = std::string_view{frame}.substr(at, frame.find('}') + 1 - at);
+  EXPECT_EQ(view->value_at(data).str(), R"({"a": [1, "x"]})");
+  // Only a part of the checked text: anything else is refused.
+  std::string elsewhere = "{\"a\":}";
+  EXPECT_THROW(view->value_at(elsewhere), std::invalid_argument);
+  EXPECT_THROW(view->value_at({}), std::invalid_argument);
+}
+
+TEST(json_text, arriving_from_another_node_it_is_checked_again) {
+  // What a remote node sent is deserialized, not built by a check: a text
+  // that is not JSON fails to load.
+  auto roundtrip = [](const std::string& text, json_text& out) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{nullptr, buf};
+    auto copy = text;
+    if (auto err = sink(copy))
+      return err;
+    caf::binary_deserializer source{nullptr, buf};
+    return source(out);
+  };
+  json_text good;
+  EXPECT_FALSE(roundtrip("{\"a\":1}", good));
+  EXPECT_EQ(good.str(), "{\"a\":1}");
+  json_text bad;
+  EXPECT_TRUE(roundtrip("{\"a\":", bad));
+  EXPECT_EQ(bad.str(), "null");
 }

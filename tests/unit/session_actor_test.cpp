@@ -119,6 +119,42 @@ TEST_F(session_test, bad_publish_input_is_refused_and_changes_nothing) {
   EXPECT_EQ(ask<session_info>(s, info_atom::value)->last_seq, 0u);
 }
 
+TEST_F(session_test, data_checked_where_it_entered_is_taken_as_it_is) {
+  auto s = new_session("s-1", svc);
+  // A json_text was checked by whoever made it (a frame's parse, REST's
+  // body parse): the session stores it as it came.
+  auto data = json_text::check(R"({"k" : [1, 2]})");
+  ASSERT_TRUE(data);
+  auto seq = ask<uint64_t>(s, publish_atom::value, std::string{"log"}, *data);
+  ASSERT_TRUE(seq);
+  auto stored = store->read_events("s-1", 0, 10);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored.front().data, R"({"k" : [1, 2]})");
+  // Its other checks still apply, and a refusal stores nothing.
+  auto empty_type = ask<uint64_t>(s, publish_atom::value, std::string{}, *data);
+  ASSERT_FALSE(empty_type);
+  EXPECT_EQ(code_of(empty_type.error()), errc::bad_request);
+  auto message = ask<uint64_t>(s, message_atom::value, *data);
+  ASSERT_TRUE(message);
+  EXPECT_EQ(stored_types("s-1"),
+            (std::vector<std::string>{"log", "session:start", "message"}));
+}
+
+TEST_F(session_test, type_code_and_hooks_publishing_text_that_is_not_json) {
+  auto s = new_session("s-1", svc);
+  // Hooks and session types cannot be refused: their text is checked in
+  // the session, once, and published as a JSON string when it is not JSON.
+  add_hook(s, "s-1", hook_kind::session_open, [](const hook_event& ev) {
+    ev.control->publish("log", "{not json");
+    ev.control->publish("log", R"({"fine":true})");
+  });
+  ask<session_info>(s, attach_atom::value, "peer-a", caf::actor{});
+  EXPECT_EQ(stored_types("s-1"),
+            (std::vector<std::string>{"session_open", "log", "log"}));
+  EXPECT_EQ(stored_data("s-1", 2), json("{not json"));
+  EXPECT_EQ(stored_data("s-1", 3), json::parse(R"({"fine":true})"));
+}
+
 TEST_F(session_test, lifecycle_runs_the_table_and_reports_status_changes) {
   auto s = new_session("s-1", svc);
   EXPECT_EQ(ask<session_info>(s, begin_spawn_atom::value)->state,
