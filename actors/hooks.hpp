@@ -35,7 +35,8 @@ class session_control {
 public:
   virtual ~session_control();
   /// Publishes an event on the session's bus (durable before delivery);
-  /// returns its seq.
+  /// returns its seq. Text that is not JSON is published as a JSON string
+  /// of that text.
   virtual uint64_t publish(const std::string& type, const std::string& data) = 0;
   /// Detaches the peer with `reason` ("manual", …).
   virtual void detach_peer(const std::string& reason) = 0;

@@ -57,7 +57,8 @@ public:
   /// The host's (injected) clock.
   virtual micros now() const = 0;
   /// Publishes an event (JSON text payload); returns its seq. Subscribers get
-  /// it once it is durable.
+  /// it once it is durable. Text that is not JSON is published as a JSON
+  /// string of that text.
   virtual uint64_t publish(const std::string& type, const std::string& data) = 0;
   /// Moves the lifecycle (emits status:changed); errors on an invalid pair.
   virtual caf::error transition(lifecycle_event ev, const std::string& reason) = 0;
