@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <condition_variable>
 #include <map>
@@ -401,6 +402,7 @@ struct sqlite_store::impl {
   std::unique_ptr<connection> reader; // guarded by read_mtx
 
   // WAL checkpoints, off the commit path: its own connection and thread.
+  int checkpoint_pages; // constant after construction
   std::unique_ptr<connection> checkpointer; // used by cp_thread only
   std::mutex cp_mtx;
   std::condition_variable cp_cv;
@@ -410,7 +412,8 @@ struct sqlite_store::impl {
   std::unique_ptr<statement> r_load, r_events, r_role, r_event_candidates,
     r_cleaned_candidates;
 
-  explicit impl(const std::string& p) : path(p) {
+  impl(const std::string& p, sqlite_options opts)
+    : path(p), checkpoint_pages(std::max(opts.checkpoint_pages, 1)) {
     check_header(path);
     writer = std::make_unique<connection>(
       path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -491,15 +494,30 @@ struct sqlite_store::impl {
     // never blocks the writer; the commit only wakes it.
     checkpointer = std::make_unique<connection>(path, SQLITE_OPEN_READWRITE);
     checkpointer->exec("PRAGMA synchronous = FULL");
+    // The checkpoint's RESTART step may wait for a read in progress while
+    // it holds commits off; SQLite's own busy wait sleeps 1, 2, 5, 10 ms…
+    // between tries, several times longer than a read takes.
+    sqlite3_busy_handler(checkpointer->get(), &impl::short_busy, nullptr);
     sqlite3_wal_hook(writer->get(), &impl::on_wal_commit, this);
     cp_thread = std::thread([this] { run_checkpoints(); }); // nothing throws after
   }
 
-  // The writer's commit hook (replaces SQLite's own auto-checkpoint).
+  // The checkpointer's busy handler: retry every 100 µs for up to 10 s
+  // (the other connections keep SQLite's busy_timeout of 10 s).
+  static int short_busy(void*, int attempts) {
+    if (attempts >= 100'000)
+      return 0;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    return 1;
+  }
+
+  // The writer's commit hook (replaces SQLite's own auto-checkpoint, at
+  // sqlite_options::checkpoint_pages instead of 1,000: each event rewrites
+  // ~2 pages, its events leaf and its session's row, so 1,000 pages came
+  // every ~0.25 s at 2,000 events/s; 10,000 is ~40 MiB of log).
   static int on_wal_commit(void* arg, sqlite3*, const char*, int pages) {
-    constexpr int checkpoint_pages = 1000; // SQLite's default threshold
-    if (pages >= checkpoint_pages) {
-      auto* self = static_cast<impl*>(arg);
+    auto* self = static_cast<impl*>(arg);
+    if (pages >= self->checkpoint_pages) {
       std::lock_guard<std::mutex> guard{self->cp_mtx};
       if (!self->cp_wanted) {
         self->cp_wanted = true;
@@ -520,8 +538,23 @@ struct sqlite_store::impl {
       }
       // Failing (busy, I/O) only leaves the WAL longer: the next commit past
       // the threshold asks again, and commits never depend on it.
-      sqlite3_wal_checkpoint_v2(checkpointer->get(), nullptr,
-                                SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      // PASSIVE copies the log into the database without blocking commits,
+      // but commits keep appending meanwhile, so it rarely reaches the end
+      // of the log, and the log starts over from its beginning only once a
+      // checkpoint has: until then every commit asked for another one (each
+      // with two fsyncs, which delay the commits' own: the commit latency's
+      // tail), and the log grew. RESTART then copies the few pages written
+      // meanwhile, so the next commit starts the log over. It runs under
+      // the writer's mutex: commits wait for it (a few ms, once per
+      // checkpoint) instead of it polling for a gap between them.
+      auto cp = checkpointer->get();
+      if (sqlite3_wal_checkpoint_v2(cp, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                    nullptr, nullptr)
+          == SQLITE_OK) {
+        std::lock_guard<std::mutex> guard{write_mtx};
+        sqlite3_wal_checkpoint_v2(cp, nullptr, SQLITE_CHECKPOINT_RESTART,
+                                  nullptr, nullptr);
+      }
     }
   }
 
@@ -614,8 +647,8 @@ struct sqlite_store::impl {
   }
 };
 
-sqlite_store::sqlite_store(const std::string& path)
-  : impl_(std::make_unique<impl>(path)) {
+sqlite_store::sqlite_store(const std::string& path, sqlite_options opts)
+  : impl_(std::make_unique<impl>(path, opts)) {
 }
 
 sqlite_store::~sqlite_store() = default;

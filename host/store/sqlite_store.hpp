@@ -21,6 +21,16 @@
 
 namespace sessionhost {
 
+/// Tunables of a sqlite_store; the defaults are production values.
+struct sqlite_options {
+  /// Log pages past which the WAL is checkpointed into the database (on a
+  /// thread of the store's own, off the commit path) and then starts over.
+  /// A longer log costs less per event (a checkpoint writes each page once
+  /// however often it changed) and holds commits off less often (once per
+  /// checkpoint, a few ms); it takes this many 4 KiB pages on disk.
+  int checkpoint_pages = 10'000;
+};
+
 class sqlite_store final : public session_store {
 public:
   /// The schema version this binary writes (older ones are migrated).
@@ -33,7 +43,7 @@ public:
   /// migrating an older schema. Throws `not_a_database` when the file is not
   /// a sessionhost database or its schema is newer than this binary (the file
   /// is left unchanged), `io` when it cannot be opened.
-  explicit sqlite_store(const std::string& path);
+  explicit sqlite_store(const std::string& path, sqlite_options opts = {});
   ~sqlite_store() override;
 
   sqlite_store(const sqlite_store&) = delete;

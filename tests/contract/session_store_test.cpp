@@ -1088,6 +1088,31 @@ TEST_F(sqlite_store_test, opens_and_migrates_a_version_1_database) {
   EXPECT_EQ(seqs_of(all_events(store, "old")), range(2, 3));
 }
 
+TEST_F(sqlite_store_test, the_log_is_checkpointed_and_starts_over_while_commits_go_on) {
+  sqlite_options opts;
+  opts.checkpoint_pages = 20; // the default is 10,000
+  constexpr uint64_t n = 300;
+  {
+    sqlite_store store{db(), opts};
+    store.create(make_info("a"));
+    store.create(make_info("b"));
+    // One event per commit (~2 log pages each: 1,200 pages in all) while
+    // the reader reads, far past the threshold.
+    for (uint64_t s = 1; s <= n; ++s) {
+      store.append({batch("a", 1, {make_event("a", s)})});
+      store.append({batch("b", 1, {make_event("b", s)})});
+      if (s % 50 == 0)
+        ASSERT_EQ(seqs_of(store.read_events("a", s - 1, 10)), range(s, s));
+    }
+    // The log started over after checkpoints: it never held most of it.
+    EXPECT_LT(fs::file_size(db() + "-wal"), uintmax_t{300} * 4120);
+    EXPECT_EQ(seqs_of(all_events(store, "a")), range(1, n));
+  }
+  sqlite_store again{db()};
+  EXPECT_EQ(seqs_of(all_events(again, "a")), range(1, n));
+  EXPECT_EQ(seqs_of(all_events(again, "b")), range(1, n));
+}
+
 TEST_F(sqlite_store_test, refuses_a_newer_schema_untouched) {
   { sqlite_store store{db()}; }
   raw_exec(db(), "PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;");
