@@ -694,9 +694,13 @@ struct session_data : session_control, session_context {
 // dispatch entry for each), the largest part of an idle session.
 class session_actor_impl final : public session_actor::base {
 public:
+  // The state is set up here, on the spawning thread; what has to run as
+  // the actor (on_start, first steps, the idle report) waits for the first
+  // resume, which for a lazily started session is its first message.
   session_actor_impl(caf::actor_config& cfg, session_start start)
-    : session_actor::base(cfg),
-      start_(std::make_unique<session_start>(std::move(start))) {}
+    : session_actor::base(cfg), is_new_(start.is_new) {
+    init(std::move(start));
+  }
 
   const char* name() const override { return session_data::name; }
 
@@ -708,7 +712,8 @@ public:
 
 private:
   void init(session_start start);
-  std::unique_ptr<session_start> start_; // consumed by make_behavior
+  void first_resume();
+  bool is_new_;
 };
 
 using self_pointer = session_actor_impl*;
@@ -967,13 +972,19 @@ void session_actor_impl::init(session_start start) {
   else if (st.svc->types)
     st.type = st.svc->types->make(st.rec.type);
   st.idle_reported = start.idle_reported;
-  if (start.is_new && st.type && st.type->spawns_nothing()
+  st.last_activity = st.now(); // idle since it was created or loaded
+}
+
+void session_actor_impl::first_resume() {
+  auto self = this;
+  auto& st = state;
+  if (is_new_ && st.type && st.type->spawns_nothing()
       && st.rec.state == session_state::created) {
     st.change_state(lifecycle_event::spawn, "");
     st.change_state(lifecycle_event::activate, "");
   }
   st.with_type("on_start", [&](session_type& t) { t.on_start(st); });
-  st.touch();
+  st.arm_idle_timer();
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.peer_conn && dm.source == st.peer_conn.address()) {
@@ -1211,8 +1222,7 @@ session_actor::behavior_type shared_behavior() {
 
 
 session_actor_impl::behavior_type session_actor_impl::make_behavior() {
-  init(std::move(*start_));
-  start_.reset();
+  first_resume();
   static const behavior_type shared = shared_behavior();
   return shared;
 }
@@ -1220,6 +1230,15 @@ session_actor_impl::behavior_type session_actor_impl::make_behavior() {
 } // namespace
 
 session_actor spawn_session(caf::actor_system& sys, session_start start) {
+  if (!start.type && start.services && start.services->types)
+    start.type = start.services->types->make(start.info.type);
+  // Nothing to do before its first message: not scheduled until then (one
+  // thread hand-off less per activation).
+  auto& t = start.type;
+  if (t && t->quiet_start()
+      && !(start.is_new && t->spawns_nothing()
+           && start.info.state == session_state::created))
+    return sys.spawn<session_actor_impl, caf::lazy_init>(std::move(start));
   return sys.spawn<session_actor_impl>(std::move(start));
 }
 

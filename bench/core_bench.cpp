@@ -11,9 +11,10 @@
 //
 // Usage: core_bench [--sessions=N] [--store=memory:|sqlite:PATH] [--quick]
 //                   [--idle-timer=on|off] [--policy=stealing|sharing]
-//                   [--threads=N] [--only=activation]
+//                   [--threads=N] [--only=activation] [--lockstep]
 // (--quick: tiny sizes, for CI to keep the benchmark working; --only=activation:
-// print the first two figures and exit at once, for a profiler).
+// print the first two figures and exit at once, for a profiler; --lockstep:
+// request windows one after the other instead of a sliding window).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -72,31 +73,48 @@ std::string arg(int argc, char** argv, const std::string& name,
   return fallback;
 }
 
-// Sends requests in windows of `window` and waits for all replies: the host
-// and sessions stay busy without unbounded queues.
+// Keeps `window` requests in flight (a new one for each reply, as many
+// clients would) until `n` were answered: the host and sessions stay busy
+// without unbounded queues. With `lockstep`, sends a window and waits for
+// all of its replies before the next (the method of figures before
+// 2026-11-21, which leaves the host idle while each window drains).
+bool lockstep = false;
+
 template <class Make>
 size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
                  std::vector<std::string>* ids = nullptr) {
   size_t ok = 0;
-  for (size_t done = 0; done < n;) {
-    size_t batch = std::min(window, n - done);
-    for (size_t i = 0; i < batch; ++i)
-      make(done + i);
-    for (size_t i = 0; i < batch; ++i)
-      self->receive(
-                    [&](session_info& info) {
-                      ++ok;
-                      if (ids)
-                        ids->push_back(info.id);
-                    },
-                    [&](uint64_t) { ++ok; },
-                    [&](std::vector<session_info>& infos) {
-                      ok += infos.size();
-                    },
-                    [&](caf::error& e) {
-                      std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
-                    });
-    done += batch;
+  size_t sent = 0;
+  auto receive_one = [&] {
+    self->receive(
+      [&](session_info& info) {
+        ++ok;
+        if (ids)
+          ids->push_back(info.id);
+      },
+      [&](uint64_t) { ++ok; },
+      [&](std::vector<session_info>& infos) { ok += infos.size(); },
+      [&](caf::error& e) {
+        std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
+      });
+  };
+  if (lockstep) {
+    while (sent < n) {
+      size_t batch = std::min(window, n - sent);
+      for (size_t i = 0; i < batch; ++i)
+        make(sent + i);
+      for (size_t i = 0; i < batch; ++i)
+        receive_one();
+      sent += batch;
+    }
+    return ok;
+  }
+  for (; sent < std::min(window, n); ++sent)
+    make(sent);
+  for (size_t got = 0; got < n; ++got) {
+    receive_one();
+    if (sent < n)
+      make(sent++);
   }
   return ok;
 }
@@ -112,6 +130,7 @@ caf::behavior counting_subscriber(caf::event_based_actor*,
 
 int main(int argc, char** argv) {
   bool quick = arg(argc, argv, "quick", "") == "1";
+  lockstep = arg(argc, argv, "lockstep", "") == "1";
   size_t sessions = std::stoul(arg(argc, argv, "sessions", quick ? "1000" : "100000"));
   std::string store_url = arg(argc, argv, "store", "memory:");
   size_t events = quick ? 2000 : 200000;

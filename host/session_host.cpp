@@ -399,8 +399,10 @@ struct batch_reply {
 // What a create request of a burst stores: one row per session, with the
 // first steps (→ ACTIVE) of a type that spawns nothing already taken in the
 // host, so such a session starts ACTIVE with them durable and answers at
-// once (no round trip through the persistence listener). Any other type
-// starts CREATED and answers once its own first steps are durable.
+// once (no round trip through the persistence listener). A type with a
+// quiet start (agent) starts CREATED and is answered by the host too; any
+// other type starts CREATED and answers once its own first steps are
+// durable.
 struct create_work {
   std::vector<append_batch> rows;
   std::vector<std::unique_ptr<session_type>> types;
@@ -442,7 +444,9 @@ void start_created(self_pointer self, host_state::pending_create& c,
     reply->left = c.infos.size();
   }
   for (size_t i = 0; i < c.infos.size(); ++i) {
-    if (w.stepped[i]) {
+    // Stored with its first steps, or of a type with nothing to start: the
+    // session is what was stored, so the host answers for it.
+    if (w.stepped[i] || (w.types[i] && w.types[i]->quiet_start())) {
       auto& info = c.infos[i];
       info.loaded = true;
       adopt(self, info, {}, false, std::move(w.types[i]));

@@ -42,8 +42,12 @@ private:
   uint64_t blocks_ = 0;
 };
 
-// Does nothing by itself: an outside agent drives the session.
-class agent_type final : public session_type {};
+// Does nothing by itself: an outside agent drives the session (so it needs
+// no start of its own).
+class agent_type final : public session_type {
+public:
+  bool quiet_start() const override { return true; }
+};
 
 } // namespace
 

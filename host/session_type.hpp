@@ -82,6 +82,10 @@ public:
   virtual bool spawns_nothing() const { return false; }
   /// On every activation (creation and each load).
   virtual void on_start(session_context&) {}
+  /// Whether on_start does nothing, ever: then a session's actor starts with
+  /// its first message, and a create answers as soon as the session is
+  /// stored (a cheaper activation). False unless overridden.
+  virtual bool quiet_start() const { return false; }
   /// After a message was recorded (message_count, `message` event).
   virtual void on_message(session_context&, const std::string& /*data*/) {}
   /// A timer set with session_context::set_timer fired.

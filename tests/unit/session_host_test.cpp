@@ -56,6 +56,22 @@ TEST_F(host_test, create_then_locate_by_id_and_role) {
   EXPECT_EQ(store->load(created->id)->type, "agent");
 }
 
+TEST_F(host_test, an_agent_create_is_answered_by_the_host_once_stored) {
+  // agent's start is quiet: the host answers for the new session (its actor
+  // runs only once something reaches it), with what the session then shows.
+  auto created = create("agent", "", {{"user", "ada"}});
+  ASSERT_TRUE(created) << message_of(created.error());
+  auto stored = store->load(created->id);
+  ASSERT_TRUE(stored) << "acknowledged only once stored";
+  EXPECT_EQ(stored->state, session_state::created);
+  EXPECT_EQ(*created, info_of(created->id)) << "the session agrees";
+  // The outside agent drives it from there.
+  auto spawning = call<session_info>(session(created->id), begin_spawn_atom::value);
+  ASSERT_TRUE(spawning) << message_of(spawning.error());
+  EXPECT_EQ(spawning->state, session_state::spawning);
+  EXPECT_EQ(store->load(created->id)->state, session_state::spawning);
+}
+
 TEST_F(host_test, a_role_is_held_until_its_session_is_cleaned) {
   auto first = create("echo", "auth");
   ASSERT_TRUE(first);
