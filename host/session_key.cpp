@@ -1,7 +1,5 @@
 #include "host/session_key.hpp"
 
-#include <cstdio>
-
 namespace sessionhost {
 
 namespace {
@@ -46,14 +44,20 @@ session_key::session_key(const std::string& id) {
 }
 
 std::string format_uuid(uint64_t hi, uint64_t lo) {
-  char buf[37];
-  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xffff),
-                static_cast<unsigned>(hi & 0xffff),
-                static_cast<unsigned>(lo >> 48),
-                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-  return buf;
+  // By hand: snprintf cost about a tenth of a create's instructions.
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(36, '-');
+  size_t pos = 35;
+  auto put = [&](uint64_t word, int nibbles) {
+    for (int i = 0; i < nibbles; ++i, word >>= 4) {
+      if (pos == 8 || pos == 13 || pos == 18 || pos == 23)
+        --pos; // a dash, already there
+      out[pos--] = digits[word & 0xf];
+    }
+  };
+  put(lo, 16);
+  put(hi, 16);
+  return out;
 }
 
 std::string session_key::str() const {
