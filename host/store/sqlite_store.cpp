@@ -115,6 +115,20 @@ public:
     return *this;
   }
 
+  /// Binds text without copying it: it must outlive the statement's use.
+  statement& bind_ref(int i, std::string_view v) {
+    check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()),
+                            SQLITE_STATIC));
+    return *this;
+  }
+
+  /// Binds a blob without copying it: it must outlive the statement's use.
+  statement& bind_blob_ref(int i, std::string_view v) {
+    check(sqlite3_bind_blob(st_, i, v.data(), static_cast<int>(v.size()),
+                            SQLITE_STATIC));
+    return *this;
+  }
+
   /// True while there is a row.
   bool step() {
     int rc = sqlite3_step(st_);
@@ -686,7 +700,7 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
   // Encode outside the lock, as append does.
   struct row {
     const append_batch* b;
-    session_info info; // the snapshot with the batch's epoch
+    const session_info& info() const { return *b->snapshot; }
     std::string blob;
     uint64_t last_seq;
   };
@@ -699,10 +713,8 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
   std::vector<event_row> events;
   rows.reserve(sessions.size());
   for (auto& b : sessions) {
-    row r{&b, *b.snapshot, encode_snapshot(*b.snapshot),
-          b.events.empty() ? 0 : b.events.back().seq};
-    r.info.epoch = b.epoch;
-    rows.push_back(std::move(r));
+    rows.push_back(row{&b, encode_snapshot(*b.snapshot),
+                       b.events.empty() ? 0 : b.events.back().seq});
     for (auto& e : b.events)
       events.push_back(event_row{&b.session_id, &e, encode_event(e)});
   }
@@ -713,11 +725,14 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
   // existing id.
   std::vector<const row*> plain;
   for (auto& r : rows) {
-    if (r.info.role.empty())
+    if (r.info().role.empty()) {
       plain.push_back(&r);
-    else
-      impl_->insert_session(r.info, r.blob, r.last_seq,
-                            std::min(r.info.last_seq, r.last_seq));
+    } else {
+      auto info = r.info(); // with the batch's epoch
+      info.epoch = r.b->epoch;
+      impl_->insert_session(info, r.blob, r.last_seq,
+                            std::min(info.last_seq, r.last_seq));
+    }
   }
   constexpr size_t chunk = impl::insert_rows;
   for (size_t from = 0; from < plain.size(); from += chunk) {
@@ -731,16 +746,18 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
     for (size_t k = 0; k < n; ++k) {
       auto& r = *plain[from + k];
       int p = static_cast<int>(k * 10);
-      u->bind(p + 1, r.info.id)
-        .bind(p + 2, r.info.type)
-        .bind(p + 3, r.info.role)
-        .bind(p + 4, to_string(r.info.state))
-        .bind(p + 5, static_cast<int64_t>(r.info.created_at))
+      // `rows` outlives the statement's use: no copies.
+      auto& info = r.info();
+      u->bind_ref(p + 1, info.id)
+        .bind_ref(p + 2, info.type)
+        .bind_ref(p + 3, info.role)
+        .bind_ref(p + 4, to_string(info.state))
+        .bind(p + 5, static_cast<int64_t>(info.created_at))
         .bind(p + 6, to_db(r.last_seq))
-        .bind(p + 7, to_db(r.info.epoch))
-        .bind_blob(p + 8, r.blob)
-        .bind(p + 9, static_cast<int64_t>(r.info.updated_at))
-        .bind(p + 10, to_db(std::min(r.info.last_seq, r.last_seq)));
+        .bind(p + 7, to_db(r.b->epoch))
+        .bind_blob_ref(p + 8, r.blob)
+        .bind(p + 9, static_cast<int64_t>(info.updated_at))
+        .bind(p + 10, to_db(std::min(info.last_seq, r.last_seq)));
     }
     try {
       u->step();
@@ -760,9 +777,9 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
     for (size_t k = 0; k < n; ++k) {
       auto& ev = events[from + k];
       int p = static_cast<int>(k * 4);
-      u->bind(p + 1, *ev.session_id)
+      u->bind_ref(p + 1, *ev.session_id)
         .bind(p + 2, to_db(ev.e->seq))
-        .bind_blob(p + 3, ev.envelope)
+        .bind_blob_ref(p + 3, ev.envelope)
         .bind(p + 4, static_cast<int64_t>(ev.e->ts));
     }
     u->step();
