@@ -11,10 +11,10 @@
 //
 // Usage: core_bench [--sessions=N] [--store=memory:|sqlite:PATH] [--quick]
 //                   [--idle-timer=on|off] [--policy=stealing|sharing]
-//                   [--threads=N] [--only=activation] [--lockstep]
+//                   [--threads=N] [--only=activation] [--sliding]
 // (--quick: tiny sizes, for CI to keep the benchmark working; --only=activation:
-// print the first two figures and exit at once, for a profiler; --lockstep:
-// request windows one after the other instead of a sliding window).
+// print the first two figures and exit at once, for a profiler; --sliding:
+// a sliding window of requests instead of one window after the other).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -73,12 +73,12 @@ std::string arg(int argc, char** argv, const std::string& name,
   return fallback;
 }
 
-// Keeps `window` requests in flight (a new one for each reply, as many
-// clients would) until `n` were answered: the host and sessions stay busy
-// without unbounded queues. With `lockstep`, sends a window and waits for
-// all of its replies before the next (the method of figures before
-// 2026-11-21, which leaves the host idle while each window drains).
-bool lockstep = false;
+// Sends requests in windows of `window` and waits for all replies: the host
+// and sessions stay busy without unbounded queues. With `sliding`, keeps
+// `window` in flight instead (a new request per reply, as many independent
+// clients would), which makes the host wake per message rather than drain
+// a burst.
+bool sliding = false;
 
 template <class Make>
 size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
@@ -98,7 +98,7 @@ size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
         std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
       });
   };
-  if (lockstep) {
+  if (!sliding) {
     while (sent < n) {
       size_t batch = std::min(window, n - sent);
       for (size_t i = 0; i < batch; ++i)
@@ -130,7 +130,7 @@ caf::behavior counting_subscriber(caf::event_based_actor*,
 
 int main(int argc, char** argv) {
   bool quick = arg(argc, argv, "quick", "") == "1";
-  lockstep = arg(argc, argv, "lockstep", "") == "1";
+  sliding = arg(argc, argv, "sliding", "") == "1";
   size_t sessions = std::stoul(arg(argc, argv, "sessions", quick ? "1000" : "100000"));
   std::string store_url = arg(argc, argv, "store", "memory:");
   size_t events = quick ? 2000 : 200000;
