@@ -510,16 +510,17 @@ struct sqlite_store::impl {
     checkpointer->exec("PRAGMA synchronous = FULL");
     // The checkpoint's RESTART step may wait for a read in progress while
     // it holds commits off; SQLite's own busy wait sleeps 1, 2, 5, 10 ms…
-    // between tries, several times longer than a read takes.
+    // between tries, and up to 10 s.
     sqlite3_busy_handler(checkpointer->get(), &impl::short_busy, nullptr);
     sqlite3_wal_hook(writer->get(), &impl::on_wal_commit, this);
     cp_thread = std::thread([this] { run_checkpoints(); }); // nothing throws after
   }
 
-  // The checkpointer's busy handler: retry every 100 µs for up to 10 s
-  // (the other connections keep SQLite's busy_timeout of 10 s).
+  // The checkpointer's busy handler: retry every 100 µs for up to 10 ms, a
+  // bound on how long RESTART holds commits off waiting for a read (the
+  // other connections keep SQLite's busy_timeout of 10 s).
   static int short_busy(void*, int attempts) {
-    if (attempts >= 100'000)
+    if (attempts >= 100)
       return 0;
     std::this_thread::sleep_for(std::chrono::microseconds(100));
     return 1;
@@ -561,10 +562,16 @@ struct sqlite_store::impl {
       // meanwhile, so the next commit starts the log over. It runs under
       // the writer's mutex: commits wait for it (a few ms, once per
       // checkpoint) instead of it polling for a gap between them.
+      // A reader on an older snapshot (a `sessionhost backup` copying the
+      // file) keeps PASSIVE short of its log and would keep RESTART waiting
+      // with commits held off: then the log grows until it is gone.
       auto cp = checkpointer->get();
+      int log = 0;
+      int copied = 0;
       if (sqlite3_wal_checkpoint_v2(cp, nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                    nullptr, nullptr)
-          == SQLITE_OK) {
+                                    &log, &copied)
+            == SQLITE_OK
+          && copied == log) {
         std::lock_guard<std::mutex> guard{write_mtx};
         sqlite3_wal_checkpoint_v2(cp, nullptr, SQLITE_CHECKPOINT_RESTART,
                                   nullptr, nullptr);

@@ -1101,8 +1101,9 @@ TEST_F(sqlite_store_test, the_log_is_checkpointed_and_starts_over_while_commits_
     for (uint64_t s = 1; s <= n; ++s) {
       store.append({batch("a", 1, {make_event("a", s)})});
       store.append({batch("b", 1, {make_event("b", s)})});
-      if (s % 50 == 0)
+      if (s % 50 == 0) {
         ASSERT_EQ(seqs_of(store.read_events("a", s - 1, 10)), range(s, s));
+      }
     }
     // The log started over after checkpoints: it never held most of it.
     EXPECT_LT(fs::file_size(db() + "-wal"), uintmax_t{300} * 4120);
@@ -1111,6 +1112,29 @@ TEST_F(sqlite_store_test, the_log_is_checkpointed_and_starts_over_while_commits_
   sqlite_store again{db()};
   EXPECT_EQ(seqs_of(all_events(again, "a")), range(1, n));
   EXPECT_EQ(seqs_of(all_events(again, "b")), range(1, n));
+}
+
+TEST_F(sqlite_store_test, a_long_read_keeps_the_log_but_never_blocks_commits) {
+  sqlite_options opts;
+  opts.checkpoint_pages = 20;
+  sqlite_store store{db(), opts};
+  store.create(make_info("a"));
+  store.append({batch("a", 1, make_events("a", 1, 1))});
+  // Another process reading on (as `sessionhost backup` does): its snapshot
+  // keeps the log from being copied past it and from starting over.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open(db().c_str(), &reader), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM events;", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  for (uint64_t s = 2; s <= 200; ++s) // ~400 log pages, past the threshold
+    store.append({batch("a", 1, make_events("a", s, 1))});
+  EXPECT_EQ(seqs_of(all_events(store, "a")), range(1, 200));
+  sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(reader);
+  for (uint64_t s = 201; s <= 300; ++s)
+    store.append({batch("a", 1, make_events("a", s, 1))});
+  EXPECT_EQ(seqs_of(all_events(store, "a")), range(1, 300));
 }
 
 TEST_F(sqlite_store_test, refuses_a_newer_schema_untouched) {
