@@ -75,6 +75,13 @@ using session_actor = caf::typed_actor<
     uint64_t>,
   caf::replies_to<publish_atom, std::string, json_text, std::string,
                   caf::actor>::with<uint64_t>,
+  // The same, answered by message rather than as a request: (ask, seq) goes
+  // back in one (publish_acks_atom, std::vector<uint64_t>) per connection
+  // and commit, a refusal as (publish_refused_atom, ask, caf::error). A
+  // connection with ~200 publishes in flight as requests costs both sides
+  // CAF 0.17's linear search of pending responses, and a message each.
+  caf::reacts_to<publish_atom, std::string, json_text, std::string,
+                 caf::actor, uint64_t>,
   // The session as of its last durable seq: never a change that a crash
   // could still roll back (emitted, not yet durable).
   caf::replies_to<info_atom>::with<session_info>,

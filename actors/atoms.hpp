@@ -30,6 +30,11 @@ using subscribe_atom = caf::atom_constant<caf::atom("s_sub")>;
 using unsubscribe_atom = caf::atom_constant<caf::atom("s_unsub")>;
 /// session: publish an event (type, JSON data).
 using publish_atom = caf::atom_constant<caf::atom("s_publish")>;
+/// session → peer connection: the publishes of one commit acknowledged in
+/// one message, (ask, seq) pairs flattened into one std::vector<uint64_t>.
+using publish_acks_atom = caf::atom_constant<caf::atom("s_packs")>;
+/// session → peer connection: a publish refused (ask, caf::error).
+using publish_refused_atom = caf::atom_constant<caf::atom("s_prefused")>;
 /// session: its session_info now.
 using info_atom = caf::atom_constant<caf::atom("s_info")>;
 /// session and host: flush, snapshot and stop the actor.

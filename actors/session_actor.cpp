@@ -61,6 +61,40 @@ uint64_t info_fingerprint(const session_info& i) {
 // state, which it is.
 using actor_pointer = session_actor::base*;
 
+// The acks that the continuations run by one on_durable owe connections:
+// one message per connection (set while they run; one actor at a time runs
+// on a thread, and on_durable does not nest).
+struct conn_acks {
+  std::vector<std::pair<caf::actor, std::vector<uint64_t>>> by_conn;
+
+  void add(const caf::actor& conn, uint64_t ask, uint64_t seq) {
+    auto i = by_conn.rbegin(); // a session has one peer: mostly the last
+    while (i != by_conn.rend() && i->first != conn)
+      ++i;
+    auto& out = i != by_conn.rend() ? i->second
+                                    : by_conn.emplace_back(conn, std::vector<uint64_t>{}).second;
+    out.push_back(ask);
+    out.push_back(seq);
+  }
+
+  void send_all() {
+    for (auto& [conn, acks] : by_conn)
+      caf::anon_send(conn, publish_acks_atom::value, std::move(acks));
+    by_conn.clear();
+  }
+};
+thread_local conn_acks* acks_in_progress = nullptr;
+
+// Sets acks_in_progress for a scope, then sends what it gathered.
+struct gather_acks {
+  conn_acks acks;
+  gather_acks() { acks_in_progress = &acks; }
+  ~gather_acks() {
+    acks_in_progress = nullptr;
+    acks.send_all();
+  }
+};
+
 // Everything one session owns. Methods run inside the actor only.
 struct session_data : session_control, session_context {
   static inline const char* name = "sessionhost.session";
@@ -580,8 +614,11 @@ struct session_data : session_control, session_context {
     waiting.erase(waiting.begin(), ready);
     if (waiting.empty())
       waiting.shrink_to_fit();
-    for (auto& fn : run) // may emit and append to `waiting`
-      fn(caf::none);
+    {
+      gather_acks acks; // this commit's acks: one message per connection
+      for (auto& fn : run) // may emit and append to `waiting`
+        fn(caf::none);
+    }
     run_when_settled();
     drop_views_if_settled();
     if (pending.empty())
@@ -798,28 +835,21 @@ caf::result<micros> heartbeat(self_pointer self) {
   return st.rec.last_heartbeat;
 }
 
-caf::result<uint64_t> publish(self_pointer self, const std::string& type,
-                              const std::string& data, bool checked) {
-  auto& st = self->state;
-  if (auto err = check_publish(st, type, data, checked))
-    return err;
-  auto seq = st.emit(type, data);
-  st.touch();
-  auto rp = self->make_response_promise<uint64_t>();
-  st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
-  return rp;
-}
-
-caf::result<uint64_t> publish_keyed(self_pointer self, const std::string& type,
+// A publish: the seq it answers with once that seq is durable (for a key
+// seen within the window, the first publish's: nothing is appended). `key`
+// null: none. `checked`: data came as json_text.
+caf::expected<uint64_t> publish_seq(session_data& st, const std::string& type,
                                     const std::string& data,
-                                    const std::string& key, bool checked) {
-  auto& st = self->state;
-  if (key.empty() || key.size() > 256 || !valid_utf8(key))
-    return make_error(errc::bad_request,
-                      "idempotency key must be 1 to 256 bytes of UTF-8");
-  auto window = std::chrono::duration_cast<std::chrono::microseconds>(
-                  st.cfg().idempotency_window)
-                  .count();
+                                    const std::string* key, bool checked) {
+  int64_t window = 0;
+  if (key) {
+    if (key->empty() || key->size() > 256 || !valid_utf8(*key))
+      return make_error(errc::bad_request,
+                        "idempotency key must be 1 to 256 bytes of UTF-8");
+    window = std::chrono::duration_cast<std::chrono::microseconds>(
+               st.cfg().idempotency_window)
+               .count();
+  }
   if (window > 0) {
     if (!st.idem)
       st.idem = std::make_unique<idempotency_window>(window);
@@ -833,29 +863,63 @@ caf::result<uint64_t> publish_keyed(self_pointer self, const std::string& type,
                         std::string{"cannot read idempotency keys: "}
                           + e.what());
     }
-    if (auto first = st.idem->find(key, st.now())) {
-      // A retry: the first publish's seq, once that one is durable.
-      st.touch();
-      auto rp = self->make_response_promise<uint64_t>();
-      auto seq = *first;
-      st.after_durable(seq, [rp, seq](const caf::error& err) mutable {
-        if (err)
-          rp.deliver(err);
-        else
-          rp.deliver(seq);
-      });
-      return rp;
+    if (auto first = st.idem->find(*key, st.now())) {
+      st.touch(); // a retry: the first publish's seq, once that is durable
+      return *first;
     }
   }
   if (auto err = check_publish(st, type, data, checked))
     return err;
-  auto seq = st.emit(type, data, window > 0 ? key : std::string{});
-  if (st.idem)
-    st.idem->remember(key, seq, st.now());
+  auto seq = st.emit(type, data, window > 0 ? *key : std::string{});
+  if (window > 0 && st.idem)
+    st.idem->remember(*key, seq, st.now());
   st.touch();
+  return seq;
+}
+
+// A publish asked as a request: answered once its seq is durable.
+caf::result<uint64_t> publish(self_pointer self, const std::string& type,
+                              const std::string& data, const std::string* key,
+                              bool checked) {
+  auto& st = self->state;
+  auto seq = publish_seq(st, type, data, key, checked);
+  if (!seq)
+    return std::move(seq.error());
   auto rp = self->make_response_promise<uint64_t>();
-  st.reply_when_durable<uint64_t>(rp, [seq] { return seq; });
+  st.after_durable(*seq, [rp, seq = *seq](const caf::error& err) mutable {
+    if (err)
+      rp.deliver(err);
+    else
+      rp.deliver(seq);
+  });
   return rp;
+}
+
+// A publish from a peer connection, answered by message (actors.hpp);
+// `key` empty: none.
+void publish_by_message(self_pointer self, const std::string& type,
+                        const std::string& data, const std::string& key,
+                        const caf::actor& conn, uint64_t ask, bool checked) {
+  auto& st = self->state;
+  auto refuse = [&](caf::error err) {
+    caf::anon_send(conn, publish_refused_atom::value, ask, std::move(err));
+  };
+  if (!conn)
+    return;
+  if (auto err = check_peer_conn(st, conn, true))
+    return refuse(std::move(err));
+  auto seq = publish_seq(st, type, data, key.empty() ? nullptr : &key, checked);
+  if (!seq)
+    return refuse(std::move(seq.error()));
+  st.after_durable(*seq, [conn, ask, seq = *seq](const caf::error& err) {
+    if (err)
+      caf::anon_send(conn, publish_refused_atom::value, ask, err);
+    else if (acks_in_progress)
+      acks_in_progress->add(conn, ask, seq);
+    else
+      caf::anon_send(conn, publish_acks_atom::value,
+                     std::vector<uint64_t>{ask, seq});
+  });
 }
 
 // Input for the session (message_atom): session:start first if it is the
@@ -880,16 +944,14 @@ caf::result<uint64_t> message(self_pointer self, const std::string& data,
   return rp;
 }
 
-// A publish from a peer connection; `key` empty: none.
+// A publish from a peer connection as a request; `key` empty: none.
 caf::result<uint64_t> publish_from(self_pointer self, const std::string& type,
                                    const std::string& data,
                                    const std::string& key,
                                    const caf::actor& conn, bool checked) {
   if (auto err = check_peer_conn(self->state, conn, true))
     return err;
-  if (key.empty())
-    return publish(self, type, data, checked);
-  return publish_keyed(self, type, data, key, checked);
+  return publish(self, type, data, key.empty() ? nullptr : &key, checked);
 }
 
 // The shape of every state-changing request: refuse while unloading, apply
@@ -1106,11 +1168,11 @@ session_actor::behavior_type shared_behavior() {
     },
     [](publish_atom, const std::string& type,
            const std::string& data) -> caf::result<uint64_t> {
-      return publish(current(), type, data, false);
+      return publish(current(), type, data, nullptr, false);
     },
     [](publish_atom, const std::string& type, const std::string& data,
        const std::string& key) -> caf::result<uint64_t> {
-      return publish_keyed(current(), type, data, key, false);
+      return publish(current(), type, data, &key, false);
     },
     [](publish_atom, const std::string& type, const std::string& data,
        const std::string& key, const caf::actor& conn) -> caf::result<uint64_t> {
@@ -1118,15 +1180,19 @@ session_actor::behavior_type shared_behavior() {
     },
     [](publish_atom, const std::string& type,
            const json_text& data) -> caf::result<uint64_t> {
-      return publish(current(), type, data.str(), true);
+      return publish(current(), type, data.str(), nullptr, true);
     },
     [](publish_atom, const std::string& type, const json_text& data,
        const std::string& key) -> caf::result<uint64_t> {
-      return publish_keyed(current(), type, data.str(), key, true);
+      return publish(current(), type, data.str(), &key, true);
     },
     [](publish_atom, const std::string& type, const json_text& data,
        const std::string& key, const caf::actor& conn) -> caf::result<uint64_t> {
       return publish_from(current(), type, data.str(), key, conn, true);
+    },
+    [](publish_atom, const std::string& type, const json_text& data,
+       const std::string& key, const caf::actor& conn, uint64_t ask) {
+      publish_by_message(current(), type, data.str(), key, conn, ask, true);
     },
     [](info_atom) -> session_info {
       // The durable view: nothing a crash could roll back.

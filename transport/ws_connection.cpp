@@ -82,6 +82,12 @@ struct ws_state {
     std::chrono::steady_clock::time_point deadline;
     std::string ref; // as JSON text, the way dump writes it
     std::string session;
+    // A publish sent as a message (publish_acks_atom answers it): the
+    // message, to send again should that session stop before answering,
+    // and the session it went to. Empty for a request.
+    caf::message msg;
+    caf::actor_addr via;
+    bool resent = false; // sent again once already: not again
   };
   std::map<uint64_t, in_flight> asking;
   uint64_t next_ask = 1;
@@ -538,6 +544,16 @@ std::string seq_ack_text(const std::string& ref, uint64_t seq,
   return out;
 }
 
+/// Acknowledges a publish or a send with its seq.
+void ack_seq(self_ptr self, const std::string& ref, const std::string& id,
+             uint64_t seq) {
+  if (!self->state.proto)
+    return queue_text(self, seq_ack_text(ref, seq, id));
+  json j{{"op", "ack"}, {"session", id}, {"ref", json::parse(ref)}};
+  j["seq"] = seq;
+  send(self, j);
+}
+
 /// Sends `msg` to session `s` and acknowledges with `extra(result)` merged
 /// in. A remembered handle that went stale is asked about once more, through
 /// the host. The message is built once and shared by a retry.
@@ -556,10 +572,8 @@ void ask_session(self_ptr self, const session_actor& s, bool from_cache,
         auto ref = std::move(i->second.ref);
         auto id = std::move(i->second.session);
         asking.erase(i);
-        if constexpr (std::is_same_v<Extra, seq_ack>) {
-          if (!self->state.proto)
-            return queue_text(self, seq_ack_text(ref, result, id));
-        }
+        if constexpr (std::is_same_v<Extra, seq_ack>)
+          return ack_seq(self, ref, id, result);
         json j{{"op", "ack"}, {"session", id}, {"ref", json::parse(ref)}};
         extra(j, result);
         send(self, j);
@@ -588,6 +602,68 @@ void ask_and_ack(self_ptr self, const std::string& id, const std::string& ref,
   auto msg = caf::make_message(std::forward<Ts>(xs)...);
   with_session(self, id, ref, [=](session_actor& s, bool from_cache) {
     ask_session<T>(self, s, from_cache, id, ref, extra, msg);
+  });
+}
+
+/// Sends the publish in flight as `n` to session `s` (again): as a message
+/// when `s` is remembered, hence monitored (a stop before it answers shows
+/// as a down message), else as a request.
+void send_publish(self_ptr self, uint64_t n, const session_actor& s) {
+  auto& st = self->state;
+  auto i = st.asking.find(n);
+  if (i == st.asking.end())
+    return; // expired meanwhile
+  auto& f = i->second;
+  if (auto j = st.located.find(f.session);
+      j != st.located.end() && j->second == s) {
+    f.via = s.address();
+    self->send(caf::actor_cast<caf::actor>(s), f.msg);
+    return;
+  }
+  // Not remembered (a connection touching over 1,024 sessions): a request.
+  auto ref = std::move(f.ref);
+  auto id = std::move(f.session);
+  auto& m = f.msg;
+  auto req = caf::make_message(publish_atom::value, m.get_as<std::string>(1),
+                               m.get_as<json_text>(2), m.get_as<std::string>(3),
+                               caf::actor{self});
+  st.asking.erase(i);
+  ask_session<uint64_t>(self, s, false, id, ref, seq_ack{}, std::move(req));
+}
+
+/// A publish from this connection (the peer's): sent as a message and
+/// acknowledged with the others of its commit in one message.
+void publish(self_ptr self, const std::string& id, const std::string& ref,
+             std::string type, json_text data, std::string key) {
+  auto n = start_ask(self, id, ref);
+  auto& f = self->state.asking.find(n)->second;
+  f.msg = caf::make_message(publish_atom::value, std::move(type),
+                            std::move(data), std::move(key), caf::actor{self},
+                            n);
+  with_session(self, id, ref, [self, n](session_actor& s, bool) {
+    send_publish(self, n, s);
+  });
+}
+
+/// Asks the host again for the session of publish `n` and sends it there,
+/// once; `err` goes to the client instead when it was sent again already.
+void resend_publish(self_ptr self, uint64_t n, const caf::error& err) {
+  auto& st = self->state;
+  auto i = st.asking.find(n);
+  if (i == st.asking.end())
+    return;
+  if (i->second.resent) {
+    auto ref = std::move(i->second.ref);
+    auto id = std::move(i->second.session);
+    st.asking.erase(i);
+    return send_error_ref(self, err, ref, id);
+  }
+  i->second.resent = true;
+  i->second.via = caf::actor_addr{};
+  auto id = i->second.session;
+  auto ref = i->second.ref;
+  with_session(self, id, ref, [self, n](session_actor& s, bool) {
+    send_publish(self, n, s);
   });
 }
 
@@ -670,10 +746,8 @@ void on_op(self_ptr self, json& j) {
                         ref, id);
     // The session decides too: this connection may no longer be the
     // peer's (it attached again elsewhere).
-    return ask_and_ack<uint64_t>(self, id, ref_text, seq_ack{},
-                                 publish_atom::value, std::move(type),
-                                 std::move(data), std::move(key),
-                                 caf::actor{self});
+    return publish(self, id, ref_text, std::move(type), std::move(data),
+                   std::move(key));
   }
   if (op == "attach") {
     std::string peer;
@@ -742,10 +816,8 @@ bool fast_publish(self_ptr self, checked_json_view frame) {
   // (it attached again elsewhere).
   auto ref_text = json_compact(ref);
   // `data` is a whole value of the checked frame: checked with it.
-  ask_and_ack<uint64_t>(self, sid, ref_text, seq_ack{}, publish_atom::value,
-                        std::string{type},
-                        data.empty() ? json_text{} : frame.value_at(data),
-                        std::string{key}, caf::actor{self});
+  publish(self, sid, ref_text, std::string{type},
+          data.empty() ? json_text{} : frame.value_at(data), std::string{key});
   return true;
 }
 
@@ -791,12 +863,34 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
   self->state.proto = proto;
   self->set_down_handler([self](caf::down_msg& dm) {
     // A remembered session stopped: ask the host next time.
-    auto& located = self->state.located;
+    auto& st = self->state;
+    auto& located = st.located;
     for (auto i = located.begin(); i != located.end(); ++i)
       if (i->second.address() == dm.source) {
         located.erase(i);
-        return;
+        break;
       }
+    // Publishes it had not answered: a session that stopped by itself
+    // (unloaded) answered everything it took, so these never reached it
+    // and go to the next activation; after a failure nobody knows.
+    std::vector<uint64_t> lost;
+    for (auto& [n, f] : st.asking)
+      if (f.via && f.via == dm.source)
+        lost.push_back(n);
+    bool by_itself = !dm.reason || dm.reason == caf::exit_reason::normal;
+    for (auto n : lost) {
+      if (by_itself) {
+        resend_publish(self, n,
+                       make_error(errc::unavailable,
+                                  "the session stopped before it answered"));
+        continue;
+      }
+      auto i = st.asking.find(n);
+      send_error_ref(self, errc::unavailable,
+                     "the session stopped before it answered",
+                     i->second.ref, i->second.session);
+      st.asking.erase(i);
+    }
   });
   return {
     [self](ws_in_atom, const std::string& text) {
@@ -872,6 +966,36 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       sub.replaying = true;
       sub.pending.clear();
       replay_step(self, id);
+    },
+    [self](publish_acks_atom, const std::vector<uint64_t>& acks) {
+      // The publishes of one commit: (ask, seq) pairs.
+      auto& asking = self->state.asking;
+      for (size_t k = 0; k + 1 < acks.size(); k += 2) {
+        auto i = asking.find(acks[k]);
+        if (i == asking.end())
+          continue; // expired: the client was told already
+        auto ref = std::move(i->second.ref);
+        auto id = std::move(i->second.session);
+        asking.erase(i);
+        ack_seq(self, ref, id, acks[k + 1]);
+      }
+    },
+    [self](publish_refused_atom, uint64_t n, const caf::error& err) {
+      auto& st = self->state;
+      auto i = st.asking.find(n);
+      if (i == st.asking.end())
+        return;
+      if (stale_handle(err)) { // that activation is going: the next one
+        auto& located = st.located;
+        if (auto j = located.find(i->second.session);
+            j != located.end() && j->second.address() == i->second.via)
+          forget_session(self, i->second.session, j->second);
+        return resend_publish(self, n, err);
+      }
+      auto ref = std::move(i->second.ref);
+      auto id = std::move(i->second.session);
+      st.asking.erase(i);
+      send_error_ref(self, err, ref, id);
     },
     [self](ack_timeout_atom) { expire_asks(self); },
     [self](flush_acks_atom) {

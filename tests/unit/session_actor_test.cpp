@@ -140,6 +140,53 @@ TEST_F(session_test, data_checked_where_it_entered_is_taken_as_it_is) {
             (std::vector<std::string>{"log", "session:start", "message"}));
 }
 
+TEST_F(session_test, a_connections_publishes_of_one_commit_get_one_ack_message) {
+  auto s = new_session("s-1", svc);
+  auto conn = caf::actor_cast<caf::actor>(self);
+  ASSERT_TRUE(ask<session_info>(s, attach_atom::value, "peer-a", conn));
+  auto data = *json_text::check(R"({"n":1})");
+  auto publish = [&](const std::string& type, const caf::actor& from,
+                     uint64_t ask) {
+    self->send(s, publish_atom::value, type, data, std::string{}, from, ask);
+  };
+  // Three publishes in one burst: one commit, one message with every
+  // (ask, seq) pair; the peer's session_open was seq 1.
+  publish("log", conn, 7);
+  publish("log", conn, 8);
+  publish("log", conn, 9);
+  sched.run();
+  std::vector<std::vector<uint64_t>> acks;
+  auto drain = [&] {
+    bool more = true;
+    while (more)
+      self->receive(
+        [&](publish_acks_atom, std::vector<uint64_t>& x) {
+          acks.push_back(std::move(x));
+        },
+        caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+  };
+  drain();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0], (std::vector<uint64_t>{7, 2, 8, 3, 9, 4}));
+  // Refusals come at once, one each, and store nothing.
+  auto [other, rec] = new_recorder();
+  publish("", conn, 10);
+  publish("log", other, 11);
+  sched.run();
+  std::vector<std::pair<uint64_t, errc>> refused;
+  bool more = true;
+  while (more)
+    self->receive(
+      [&](publish_refused_atom, uint64_t ask, caf::error& err) {
+        refused.emplace_back(ask, code_of(err));
+      },
+      caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+  EXPECT_EQ(refused, (std::vector<std::pair<uint64_t, errc>>{
+                       {10, errc::bad_request}}));
+  EXPECT_EQ(stored_types("s-1"), (std::vector<std::string>{
+                                   "session_open", "log", "log", "log"}));
+}
+
 TEST_F(session_test, type_code_and_hooks_publishing_text_that_is_not_json) {
   auto s = new_session("s-1", svc);
   // Hooks and session types cannot be refused: their text is checked in
