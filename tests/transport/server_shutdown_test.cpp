@@ -220,21 +220,27 @@ TEST(server_shutdown, websocket_senders_racing_the_servers_stop_are_harmless) {
   }
   ASSERT_TRUE(be->wait_for(clients));
   // Senders on their own threads, as actors on CAF's workers, keep sending
-  // (bounded: 20,000 frames each) while the server stops under them.
-  std::atomic<size_t> refused{0};
+  // until the server has stopped under them (bounded: 5,000,000 frames
+  // each), then try ten more times.
+  std::atomic<bool> stopped{false};
+  std::atomic<size_t> refused_after_stop{0};
   std::vector<std::thread> senders;
   for (auto& sink : be->sinks)
-    senders.emplace_back([sink, &refused] {
-      for (int i = 0; i < 20000; ++i)
-        if (!sink->send_text("{\"n\":" + std::to_string(i) + "}"))
-          ++refused;
+    senders.emplace_back([sink, &stopped, &refused_after_stop] {
+      for (int i = 0; i < 5'000'000 && !stopped.load(); ++i)
+        sink->send_text("{\"n\":" + std::to_string(i) + "}");
+      for (int i = 0; i < 10; ++i)
+        if (!sink->send_text("{\"late\":true}"))
+          ++refused_after_stop;
       sink->close(1001, "done");
     });
   std::this_thread::sleep_for(5ms);
   srv.reset();
+  stopped = true;
   for (auto& t : senders)
     t.join();
-  EXPECT_GT(refused.load(), 0u) << "sends after the stop are refused";
+  EXPECT_EQ(refused_after_stop.load(), clients * 10)
+    << "every send after the stop is refused";
   be->sinks.clear(); // the sinks go last, without their server
   for (int fd : fds)
     ::close(fd);
