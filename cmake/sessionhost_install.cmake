@@ -72,6 +72,7 @@ set(SESSIONHOST_PUBLIC_HEADERS
   host/error.hpp
   host/event.hpp
   host/id_generator.hpp
+  host/json_check.hpp
   host/lifecycle.hpp
   host/session_info.hpp
   host/session_type.hpp
