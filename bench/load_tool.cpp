@@ -185,6 +185,32 @@ bool sample_proc(long pid, proc_sample& out) {
   return true;
 }
 
+/// Steal time of this machine's CPUs (1/100 s each, from /proc/stat): time
+/// the hypervisor ran something else while a vCPU had work. On a shared VM
+/// it moves latency figures more than anything in the server, so every run
+/// reports it.
+std::vector<long> sample_steal() {
+  std::vector<long> out;
+  std::ifstream stat{"/proc/stat"};
+  std::string line;
+  while (std::getline(stat, line)) {
+    if (line.rfind("cpu", 0) != 0)
+      break;
+    if (line.size() < 4 || line[3] == ' ')
+      continue; // the aggregate line: per CPU below
+    std::istringstream in{line};
+    std::string name;
+    in >> name;
+    long v = 0, steal = 0;
+    // user nice system idle iowait irq softirq steal
+    for (int i = 0; i < 8 && in >> v; ++i)
+      if (i == 7)
+        steal = v;
+    out.push_back(steal);
+  }
+  return out;
+}
+
 /// The pid of the process with a listening TCP socket on `port`, or 0.
 long find_listener(uint16_t port) {
   std::vector<std::string> inodes;
@@ -878,6 +904,7 @@ int load_run::run() {
 
   int64_t measured_ns = 0;
   double server_cpu_s = 0;
+  std::vector<long> steal1, steal2; // per CPU, over the measured window
   if (ok && o_.idle) {
     // Hold the connections; anything the server closes is an error.
     auto until = now_ns() + static_cast<int64_t>(o_.duration * 1e9);
@@ -917,6 +944,7 @@ int load_run::run() {
         measuring_ = true;
         window_start_ = now;
         sample_proc(pid, s1);
+        steal1 = sample_steal();
       }
       if (now >= end || errors_ > 0)
         break;
@@ -943,6 +971,7 @@ int load_run::run() {
     measuring_ = false;
     publishing_ = false;
     sample_proc(pid, s2);
+    steal2 = sample_steal();
     measured_ns = window_end_ - window_start_;
     server_cpu_s = s2.cpu_s - s1.cpu_s;
     if (tfd >= 0)
@@ -998,6 +1027,18 @@ int load_run::run() {
     return window_s > 0 ? static_cast<double>(n) / window_s : 0.0;
   };
 
+  // Steal per CPU over the measured window, in % of that CPU's time.
+  std::string steal_json = "[";
+  for (size_t i = 0; i < steal1.size() && i < steal2.size(); ++i) {
+    char buf[32];
+    double pct = window_s > 0 ? 100.0 * static_cast<double>(steal2[i] - steal1[i])
+                                  / static_cast<double>(sysconf(_SC_CLK_TCK)) / window_s
+                              : 0.0;
+    std::snprintf(buf, sizeof buf, "%s%.1f", i ? "," : "", pct);
+    steal_json += buf;
+  }
+  steal_json += "]";
+
   std::string err_json;
   for (char ch : first_error_) {
     if (ch == '"' || ch == '\\')
@@ -1021,7 +1062,8 @@ int load_run::run() {
     "\"server\":{\"pid\":%ld,\"cpu_s\":%.2f,\"cpu_pct\":%.1f,"
     "\"delivered_per_cpu_s\":%.0f,"
     "\"rss_kb_before_subscribers\":%ld,\"rss_kb_subscribed\":%ld,"
-    "\"rss_kb_end\":%ld,\"kb_per_subscriber\":%.2f}%s%s%s}\n",
+    "\"rss_kb_end\":%ld,\"kb_per_subscriber\":%.2f},"
+    "\"machine\":{\"steal_pct_per_cpu\":%s}%s%s%s}\n",
     o_.idle ? "idle" : (o_.rate > 0 ? "rate" : "window"), R, o_.clients, nsubs,
     nproducers_, o_.rate, o_.window, window_s, published_, acked_,
     per_s(published_window_), delivered_total_, per_s(delivered_window_),
@@ -1035,6 +1077,7 @@ int load_run::run() {
     nsubs > 0 && s_sub.rss_kb > 0 && s0.rss_kb > 0
       ? static_cast<double>(s_sub.rss_kb - s0.rss_kb) / static_cast<double>(nsubs)
       : 0.0,
+    steal_json.c_str(),
     err_json.empty() ? "" : ",\"first_error\":\"", err_json.c_str(),
     err_json.empty() ? "" : "\"");
   std::fflush(stdout);
