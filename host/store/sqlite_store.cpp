@@ -410,6 +410,17 @@ struct sqlite_store::impl {
   // Multi-row INSERTs of create_started, by row count (at most insert_rows):
   // one statement per chunk instead of one per row.
   static constexpr size_t insert_rows = 64;
+
+  // Rows of the next chunk when `left` remain: insert_rows, else the largest
+  // power of two that fits, so at most 7 statements per table are ever
+  // prepared (one per remainder cost ~100,000 instructions each time a
+  // burst of a new size came along).
+  static size_t chunk_rows(size_t left) {
+    size_t n = insert_rows;
+    while (n > left)
+      n /= 2;
+    return n;
+  }
   std::map<size_t, std::unique_ptr<statement>> w_insert_sessions, w_insert_events;
 
   std::mutex read_mtx;
@@ -741,9 +752,8 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
                             std::min(info.last_seq, r.last_seq));
     }
   }
-  constexpr size_t chunk = impl::insert_rows;
-  for (size_t from = 0; from < plain.size(); from += chunk) {
-    auto n = std::min(chunk, plain.size() - from);
+  for (size_t from = 0, n = 0; from < plain.size(); from += n) {
+    n = impl::chunk_rows(plain.size() - from);
     auto& st = impl_->multi_insert(
       impl_->w_insert_sessions,
       "INSERT INTO sessions (id, type, role, state, created_at, last_seq,"
@@ -775,8 +785,8 @@ void sqlite_store::create_started(const std::vector<append_batch>& sessions) {
       throw;
     }
   }
-  for (size_t from = 0; from < events.size(); from += chunk) {
-    auto n = std::min(chunk, events.size() - from);
+  for (size_t from = 0, n = 0; from < events.size(); from += n) {
+    n = impl::chunk_rows(events.size() - from);
     auto& st = impl_->multi_insert(
       impl_->w_insert_events,
       "INSERT INTO events (session_id, seq, envelope, ts)", 4, n);
