@@ -151,109 +151,34 @@ event decode_event(std::string_view bytes) {
   return x;
 }
 
-namespace {
-
-// The protobuf wire format, written by hand for SessionSnapshot: building
-// the generated message (a copy of every string, a map, then serializing
-// and freeing it all) was ~2,700 instructions per create on the store's
-// writer thread; this is a few hundred. The bytes are what protobuf's
-// deterministic serialization gives (fields in number order, proto3
-// defaults left out, map entries sorted by key with key and value always
-// written); decoding stays with protobuf.
-namespace wire {
-
-enum : uint32_t { varint_type = 0, length_type = 2 };
-
-size_t varint_size(uint64_t v) noexcept {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-// Writers into a buffer sized beforehand; each returns the end of what it
-// wrote.
-char* put_varint(char* p, uint64_t v) noexcept {
-  while (v >= 0x80) {
-    *p++ = static_cast<char>((v & 0x7F) | 0x80);
-    v >>= 7;
-  }
-  *p++ = static_cast<char>(v);
-  return p;
-}
-
-char* put_tag(char* p, uint32_t field, uint32_t type) noexcept {
-  return put_varint(p, (field << 3) | type);
-}
-
-// A varint field; proto3 leaves out zero. int64 fields take the two's
-// complement (a negative time is ten bytes, as protobuf writes it).
-char* put_number(char* p, uint32_t field, uint64_t v) noexcept {
-  if (v == 0)
-    return p;
-  return put_varint(put_tag(p, field, varint_type), v);
-}
-
-char* put_bytes(char* p, uint32_t field, std::string_view s) noexcept {
-  p = put_varint(put_tag(p, field, length_type), s.size());
-  if (!s.empty())
-    std::memcpy(p, s.data(), s.size());
-  return p + s.size();
-}
-
-// A string field; proto3 leaves out the empty string.
-char* put_string(char* p, uint32_t field, std::string_view s) noexcept {
-  return s.empty() ? p : put_bytes(p, field, s);
-}
-
-size_t bytes_size(uint32_t field, std::string_view s) noexcept {
-  return varint_size(field << 3) + varint_size(s.size()) + s.size();
-}
-
-} // namespace wire
-
-} // namespace
-
 std::string encode_snapshot(const session_info& x) {
   check_utf8(x.id, "session id");
   check_utf8(x.type, "session type");
   check_utf8(x.role, "session role");
   check_utf8(x.peer, "session peer");
-  size_t md_size = 0;
+  v1::SessionSnapshot msg;
+  msg.set_id(x.id);
+  msg.set_type(x.type);
+  msg.set_role(x.role);
+  auto& md = *msg.mutable_metadata();
   for (auto& [k, v] : x.metadata) {
     check_utf8(k, "metadata key");
     check_utf8(v, "metadata value");
-    auto entry = wire::bytes_size(1, k) + wire::bytes_size(2, v);
-    md_size += 1 + wire::varint_size(entry) + entry;
+    md[k] = v;
   }
-  // At most: each string with a one-byte tag and a 10-byte length, each
-  // number with a one-byte tag and a 10-byte varint.
+  msg.set_state(to_proto(x.state));
+  msg.set_created_at(x.created_at);
+  msg.set_updated_at(x.updated_at);
+  msg.set_last_heartbeat(x.last_heartbeat);
+  msg.set_message_count(x.message_count);
+  msg.set_reconnects(x.reconnects);
+  msg.set_peer(x.peer);
+  msg.set_peer_connected(x.peer_connected);
+  msg.set_last_seq(x.last_seq);
+  msg.set_epoch(x.epoch);
   std::string out;
-  out.resize(x.id.size() + x.type.size() + x.role.size() + x.peer.size()
-             + md_size + 14 * 11);
-  char* p = out.data();
-  p = wire::put_string(p, 1, x.id);
-  p = wire::put_string(p, 2, x.type);
-  p = wire::put_string(p, 3, x.role);
-  for (auto& [k, v] : x.metadata) {
-    p = wire::put_tag(p, 4, wire::length_type);
-    p = wire::put_varint(p, wire::bytes_size(1, k) + wire::bytes_size(2, v));
-    p = wire::put_bytes(p, 1, k);
-    p = wire::put_bytes(p, 2, v);
-  }
-  p = wire::put_number(p, 5, static_cast<uint64_t>(to_proto(x.state)));
-  p = wire::put_number(p, 6, static_cast<uint64_t>(x.created_at));
-  p = wire::put_number(p, 7, static_cast<uint64_t>(x.updated_at));
-  p = wire::put_number(p, 8, static_cast<uint64_t>(x.last_heartbeat));
-  p = wire::put_number(p, 9, x.message_count);
-  p = wire::put_number(p, 10, x.reconnects);
-  p = wire::put_string(p, 11, x.peer);
-  p = wire::put_number(p, 12, x.peer_connected ? 1 : 0);
-  p = wire::put_number(p, 13, x.last_seq);
-  p = wire::put_number(p, 14, x.epoch);
-  out.resize(static_cast<size_t>(p - out.data()));
+  if (!msg.SerializeToString(&out))
+    throw store_error(code::invalid_argument, "snapshot does not serialize");
   return out;
 }
 

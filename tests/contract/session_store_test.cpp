@@ -4,8 +4,6 @@
 // codec and open_store. The memory store is the reference: whatever it does,
 // the others must do too.
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <gtest/gtest.h>
 
 #include <pqxx/pqxx>
@@ -27,7 +25,6 @@
 #include "host/store/open_store.hpp"
 #include "host/store/postgres_store.hpp"
 #include "host/store/sqlite_store.hpp"
-#include "sessionhost/v1/session.pb.h"
 #include "tests/support/postgres_fixture.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -1391,72 +1388,6 @@ TEST(codec, snapshot_round_trips_without_loaded) {
                  session_state::cleaned}) {
     i.state = s;
     EXPECT_EQ(decode_snapshot(encode_snapshot(i)).state, s);
-  }
-}
-
-// The snapshot encoder writes the wire format by hand: its bytes must be
-// what protobuf's own (deterministic) serialization of the message gives.
-std::string protobuf_snapshot(const session_info& x) {
-  v1::SessionSnapshot msg;
-  msg.set_id(x.id);
-  msg.set_type(x.type);
-  msg.set_role(x.role);
-  for (auto& [k, v] : x.metadata)
-    (*msg.mutable_metadata())[k] = v;
-  msg.set_state(static_cast<v1::SessionState>(
-    static_cast<int>(x.state) + 1)); // the enum's order, after UNSPECIFIED
-  msg.set_created_at(x.created_at);
-  msg.set_updated_at(x.updated_at);
-  msg.set_last_heartbeat(x.last_heartbeat);
-  msg.set_message_count(x.message_count);
-  msg.set_reconnects(x.reconnects);
-  msg.set_peer(x.peer);
-  msg.set_peer_connected(x.peer_connected);
-  msg.set_last_seq(x.last_seq);
-  msg.set_epoch(x.epoch);
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream raw{&out};
-    google::protobuf::io::CodedOutputStream coded{&raw};
-    coded.SetSerializationDeterministic(true);
-    EXPECT_TRUE(msg.SerializeToCodedStream(&coded));
-  }
-  return out;
-}
-
-TEST(codec, snapshot_bytes_are_protobufs_own) {
-  std::vector<session_info> cases;
-  cases.push_back(make_info("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "", "agent",
-                            session_state::created, 1'700'000'000'000'000));
-  auto full = make_info("s1", "role-1", "echo", session_state::active, 77);
-  full.metadata = {{"x", "y"}, {"ü", "✓"}, {"empty", ""}, {"z", std::string(300, 'v')}};
-  full.updated_at = 1LL << 40;
-  full.last_heartbeat = -5; // before 1970: ten bytes on the wire
-  full.message_count = 1;
-  full.reconnects = 127;
-  full.peer = "peer";
-  full.peer_connected = true;
-  full.last_seq = 128;
-  full.epoch = std::numeric_limits<uint64_t>::max();
-  cases.push_back(full);
-  auto other = full;
-  other.id = std::string(200, 'i'); // a two-byte length
-  other.created_at = -1;
-  other.metadata.clear();
-  cases.push_back(other);
-  cases.push_back(session_info{}); // every field at its default
-  for (auto s : {session_state::spawning, session_state::terminating,
-                 session_state::cleaned}) {
-    auto i = full;
-    i.state = s;
-    cases.push_back(i);
-  }
-  for (auto& i : cases) {
-    SCOPED_TRACE(i.id);
-    EXPECT_EQ(hex(encode_snapshot(i)), hex(protobuf_snapshot(i)));
-    auto back = i;
-    back.loaded = false;
-    EXPECT_EQ(decode_snapshot(encode_snapshot(i)), back);
   }
 }
 
