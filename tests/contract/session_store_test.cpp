@@ -1391,6 +1391,28 @@ TEST(codec, snapshot_round_trips_without_loaded) {
   }
 }
 
+// Snapshots are encoded through one message per thread, filled again each
+// time: nothing of one session's snapshot may show up in the next one's.
+TEST(codec, a_snapshot_carries_nothing_of_the_one_encoded_before_it) {
+  auto full = make_info("s1", "r", "echo", session_state::active, 77);
+  full.metadata = {{"x", "y"}, {"k", std::string(300, 'v')}};
+  full.peer = "p";
+  full.peer_connected = true;
+  full.last_heartbeat = 5;
+  full.message_count = 3;
+  full.reconnects = 2;
+  full.last_seq = 10;
+  full.epoch = 4;
+  auto bare = make_info("s2", "", "agent", session_state::created, 78);
+  ASSERT_EQ(decode_snapshot(encode_snapshot(full)), full);
+  EXPECT_EQ(decode_snapshot(encode_snapshot(bare)), bare);
+  // A refused snapshot leaves nothing behind either.
+  auto bad = full;
+  bad.metadata = {{"ok", "fine"}, {"bad", std::string{"\xff", 1}}};
+  EXPECT_STORE_ERROR(encode_snapshot(bad), code::invalid_argument);
+  EXPECT_EQ(decode_snapshot(encode_snapshot(bare)), bare);
+}
+
 TEST(codec, garbage_is_corrupt) {
   for (std::string bad : {std::string{"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11},
                           std::string{"not a protobuf at all"},
