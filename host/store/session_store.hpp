@@ -63,6 +63,19 @@ struct session_page {
   std::vector<std::string> unreadable;
 };
 
+/// One session of `load_activate_many`: loaded and claimed, or why not.
+struct activation {
+  std::string id; ///< the session asked for
+  /// The session as `load` gives it, with every event stored before the
+  /// claim folded in and `epoch` the new one; empty when `error` is set.
+  std::optional<session_info> info;
+  /// Why this session was not loaded: `not_found` (no such session) or
+  /// `corrupt` (its snapshot or an event does not decode). It is not
+  /// claimed, unless what failed was read after the claim (events an older
+  /// activation wrote meanwhile; then also `io`).
+  std::optional<store_error> error;
+};
+
 /// The durable home of sessions and their events (see the file comment).
 class session_store {
 public:
@@ -112,9 +125,21 @@ public:
   virtual uint64_t activate(const std::string& id) = 0;
 
   /// `activate` for several sessions in one transaction, all or none (throws
-  /// `not_found` if one is unknown); the epochs in the order of `ids`. The
-  /// host activates the loads of a burst this way.
+  /// `not_found` if one is unknown); the epochs in the order of `ids`.
   virtual std::vector<uint64_t> activate_many(const std::vector<std::string>& ids) = 0;
+
+  /// `load` and `activate` of several sessions in one go, the results in the
+  /// order of `ids` (each at most once, else `invalid_argument`). Each
+  /// session found is claimed (epoch + 1, fencing older writers, as
+  /// `activate`) and returned caught up with every event stored before the
+  /// claim, so an older activation's last writes are not missed. One session
+  /// that is unknown or does not decode fails alone, in its own entry; the
+  /// others load. Throws only when the store itself fails before claiming
+  /// anything, and then claimed nothing. The host loads the sessions of a
+  /// burst this way. The default runs `load`, `activate_many` and
+  /// `read_events`; SQLite reads them all in one read transaction and claims
+  /// them in one write transaction.
+  virtual std::vector<activation> load_activate_many(const std::vector<std::string>& ids);
 
   /// The id of the session holding `role` that is not CLEANED, if any.
   virtual std::optional<std::string> find_by_role(const std::string& role) = 0;
@@ -147,6 +172,10 @@ public:
 /// another id: `invalid_argument`; events not 1, 2, …: `seq_gap`); shared by
 /// the implementations, which call it before writing anything.
 void check_started(const std::vector<append_batch>& sessions);
+
+/// Throws `invalid_argument` when an id occurs twice in `ids` (shared by the
+/// implementations of `load_activate_many`).
+void check_distinct(const std::vector<std::string>& ids);
 
 /// How stores are shared between the host, its listener and the caller.
 using store_ptr = std::shared_ptr<session_store>;

@@ -199,6 +199,22 @@ private:
   bool done_ = false;
 };
 
+/// BEGIN … COMMIT on a reading connection: the reads of a scope see one
+/// snapshot of the database, and take the WAL read lock once, not per
+/// statement.
+class read_transaction {
+public:
+  explicit read_transaction(connection& c) : c_(c) { c_.exec("BEGIN"); }
+  ~read_transaction() {
+    sqlite3_exec(c_.get(), "COMMIT", nullptr, nullptr, nullptr);
+  }
+  read_transaction(const read_transaction&) = delete;
+  read_transaction& operator=(const read_transaction&) = delete;
+
+private:
+  connection& c_;
+};
+
 int64_t query_int(connection& c, const char* sql) {
   statement st{c.get(), sql};
   use u{st};
@@ -473,8 +489,11 @@ struct sqlite_store::impl {
       w, "INSERT INTO sessions (id, type, role, state, created_at, last_seq,"
          " epoch, snapshot, updated_at, snapshot_seq)"
          " VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8, ?10)");
+    // Not UPDATE … RETURNING: SQLite buffers RETURNING rows in a temporary
+    // table, opened per statement (~40,000 instructions a claim); w_session
+    // reads the epoch first, in the same write transaction.
     w_activate = std::make_unique<statement>(
-      w, "UPDATE sessions SET epoch = epoch + 1 WHERE id = ?1 RETURNING epoch");
+      w, "UPDATE sessions SET epoch = ?2 WHERE id = ?1");
     w_delete_events = std::make_unique<statement>(
       w, "DELETE FROM events WHERE session_id = ?1");
     w_delete_session = std::make_unique<statement>(
@@ -668,6 +687,44 @@ struct sqlite_store::impl {
       st = std::make_unique<statement>(writer->get(), sql);
     }
     return *st;
+  }
+
+  // Claims `id` for a new activation: its new epoch and its last_seq, or
+  // nothing for an unknown id. REQUIRES: write_mtx held, in a transaction.
+  std::optional<std::pair<uint64_t, uint64_t>> claim(const std::string& id) {
+    uint64_t epoch = 0, tail = 0;
+    {
+      use u{*w_session};
+      u->bind(1, id);
+      if (!u->step())
+        return std::nullopt;
+      tail = static_cast<uint64_t>(u->int64(0));
+      epoch = static_cast<uint64_t>(u->int64(1)) + 1;
+    }
+    use u{*w_activate};
+    u->bind(1, id).bind(2, to_db(epoch));
+    u->step();
+    return std::make_pair(epoch, tail);
+  }
+
+  // Folds the events of `id` after info.last_seq, up to `tail`, into
+  // `info`. REQUIRES: read_mtx held.
+  void fold_events(session_info& info, uint64_t tail) {
+    while (info.last_seq < tail) {
+      std::vector<event> page;
+      {
+        use u{*r_events};
+        u->bind(1, info.id)
+          .bind(2, static_cast<int64_t>(info.last_seq))
+          .bind(3, static_cast<int64_t>(std::min<uint64_t>(tail - info.last_seq, 1024)));
+        while (u->step())
+          page.push_back(decode_event(u->blob(0)));
+      }
+      if (page.empty())
+        break; // fewer events than the tail claims: keep what there is
+      replay_into(info, page);
+    }
+    info.last_seq = std::max(info.last_seq, tail);
   }
 
   bool role_taken(const std::string& role, const std::string& except_id) {
@@ -944,17 +1001,89 @@ std::vector<uint64_t> sqlite_store::activate_many(const std::vector<std::string>
   std::lock_guard<std::mutex> guard{impl_->write_mtx};
   write_transaction tx{*impl_->writer};
   for (auto& id : ids) {
-    use u{*impl_->w_activate};
-    u->bind(1, id);
-    if (!u->step())
+    auto claimed = impl_->claim(id);
+    if (!claimed)
       throw store_error(code::not_found, "unknown session " + id);
-    epochs.push_back(static_cast<uint64_t>(u->int64(0)));
-    // Drain the statement so the UPDATE is complete before COMMIT.
-    while (u->step()) {
-    }
+    epochs.push_back(claimed->first);
   }
   tx.commit();
   return epochs;
+}
+
+std::vector<activation>
+sqlite_store::load_activate_many(const std::vector<std::string>& ids) {
+  check_distinct(ids);
+  auto& m = *impl_;
+  std::vector<activation> out(ids.size());
+  std::vector<uint64_t> tails(ids.size()); // the stored last_seq when read
+  // Reads first, in one read transaction and without the write lock, so
+  // writers wait only for the claims.
+  {
+    std::lock_guard<std::mutex> guard{m.read_mtx};
+    read_transaction rt{*m.reader};
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto& a = out[i];
+      a.id = ids[i];
+      try {
+        {
+          use u{*m.r_load};
+          u->bind(1, a.id);
+          if (!u->step()) {
+            a.error = store_error(code::not_found, "no session " + a.id);
+            continue;
+          }
+          a.info = decode_snapshot(u->blob(2));
+          tails[i] = static_cast<uint64_t>(u->int64(0));
+          a.info->epoch = static_cast<uint64_t>(u->int64(1));
+          a.info->loaded = false;
+        }
+        a.info->id = a.id;
+        m.fold_events(*a.info, tails[i]);
+      } catch (const store_error& e) {
+        if (e.error_code() != code::corrupt)
+          throw;
+        a.info.reset();
+        a.error = e;
+      }
+    }
+  }
+  // Claims, in one write transaction, which gives the tail as of the claim, so what an older activation wrote meanwhile is caught below.
+  std::vector<size_t> behind;
+  {
+    std::lock_guard<std::mutex> guard{m.write_mtx};
+    write_transaction tx{*m.writer};
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto& a = out[i];
+      if (!a.info)
+        continue;
+      auto claimed = m.claim(a.id);
+      if (!claimed) { // removed since it was read
+        a.info.reset();
+        a.error = store_error(code::not_found, "no session " + a.id);
+        continue;
+      }
+      a.info->epoch = claimed->first;
+      auto tail = claimed->second;
+      if (tail > tails[i]) {
+        tails[i] = tail;
+        behind.push_back(i);
+      }
+    }
+    tx.commit();
+  }
+  if (!behind.empty()) {
+    std::lock_guard<std::mutex> guard{m.read_mtx};
+    for (auto i : behind) {
+      auto& a = out[i];
+      try {
+        m.fold_events(*a.info, tails[i]);
+      } catch (const store_error& e) { // claimed already: fail alone
+        a.info.reset();
+        a.error = e;
+      }
+    }
+  }
+  return out;
 }
 
 std::optional<std::string> sqlite_store::find_by_role(const std::string& role) {

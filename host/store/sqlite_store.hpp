@@ -58,6 +58,7 @@ public:
   std::optional<session_info> load(const std::string& id) override;
   uint64_t activate(const std::string& id) override;
   std::vector<uint64_t> activate_many(const std::vector<std::string>& ids) override;
+  std::vector<activation> load_activate_many(const std::vector<std::string>& ids) override;
   std::optional<std::string> find_by_role(const std::string& role) override;
   session_page list(const session_filter& filter, const std::string& cursor,
                     size_t limit) override;

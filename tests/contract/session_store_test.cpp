@@ -400,6 +400,100 @@ TEST_P(session_store_contract, activate_many_claims_all_or_none_in_order) {
   EXPECT_TRUE(store_->activate_many({}).empty());
 }
 
+TEST_P(session_store_contract, load_activate_many_loads_and_claims_each_in_order) {
+  store_->create_many({make_info("a"), make_info("b"), make_info("c")});
+  // a: a snapshot covering seqs 1-2, then two messages after it.
+  auto snap_a = make_info("a", "", "echo", session_state::active);
+  snap_a.last_seq = 2;
+  store_->append({batch("a", 1, make_events("a", 1, 2), snap_a)});
+  auto more = make_events("a", 3, 2);
+  for (auto& e : more)
+    e.type = event_type::message;
+  store_->append({batch("a", 1, more)});
+  store_->activate("c"); // c is at epoch 2
+  auto expected_a = *store_->load("a"); // the reference: load's fold
+  ASSERT_EQ(expected_a.message_count, 2u);
+
+  auto got = store_->load_activate_many({"c", "ghost", "a", "b"});
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].id, "c");
+  EXPECT_EQ(got[1].id, "ghost");
+  EXPECT_EQ(got[2].id, "a");
+  EXPECT_EQ(got[3].id, "b");
+  // The unknown one fails alone.
+  EXPECT_FALSE(got[1].info);
+  ASSERT_TRUE(got[1].error);
+  EXPECT_EQ(got[1].error->error_code(), code::not_found);
+  for (size_t i : {0, 2, 3}) {
+    ASSERT_TRUE(got[i].info) << got[i].id;
+    EXPECT_FALSE(got[i].error) << got[i].id;
+  }
+  EXPECT_EQ(got[0].info->epoch, 3u);
+  EXPECT_EQ(got[3].info->epoch, 2u);
+  expected_a.epoch = 2;
+  EXPECT_EQ(*got[2].info, expected_a);
+  // Claimed as activate claims: stored, and older writers are fenced.
+  EXPECT_EQ(store_->load("a")->epoch, 2u);
+  EXPECT_EQ(store_->load("c")->epoch, 3u);
+  EXPECT_STORE_ERROR(store_->append({batch("a", 1, make_events("a", 5, 1))}),
+                     code::stale_epoch);
+  EXPECT_STORE_ERROR(store_->append({batch("c", 2, make_events("c", 1, 1))}),
+                     code::stale_epoch);
+  store_->append({batch("a", 2, make_events("a", 5, 1, 2))});
+  EXPECT_TRUE(store_->load_activate_many({}).empty());
+}
+
+TEST_P(session_store_contract, load_activate_many_refuses_an_id_asked_twice) {
+  store_->create_many({make_info("a"), make_info("b")});
+  EXPECT_STORE_ERROR(store_->load_activate_many({"a", "b", "a"}),
+                     code::invalid_argument);
+  // Nothing was claimed.
+  EXPECT_EQ(store_->load("a")->epoch, 1u);
+  EXPECT_EQ(store_->load("b")->epoch, 1u);
+}
+
+// An older activation keeps appending while the sessions are loaded again:
+// whatever the timing, each load comes back with every event stored before
+// its claim, and the old writer is fenced out after it.
+TEST_P(session_store_contract, load_activate_many_catches_an_old_writers_last_events) {
+  store_->create_many({make_info("s1"), make_info("s2")});
+  std::atomic<bool> fenced{false};
+  std::atomic<uint64_t> old_written{0};
+  std::thread old_writer([&] {
+    auto handle = second_handle();
+    uint64_t next = 1;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      try {
+        auto evs = make_events("s1", next, 2);
+        for (auto& e : evs)
+          e.type = event_type::message;
+        handle->append({batch("s1", 1, evs)});
+        next += 2;
+        old_written = next - 1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // see above
+      } catch (const store_error& e) {
+        EXPECT_EQ(e.error_code(), code::stale_epoch) << e.what();
+        fenced = true;
+        return;
+      }
+    }
+  });
+  for (int i = 0; i < 2000 && old_written < 20; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto got = store_->load_activate_many({"s2", "s1"});
+  old_writer.join();
+  EXPECT_TRUE(fenced);
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_TRUE(got[1].info);
+  auto stored = store_->load("s1");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(got[1].info->last_seq, stored->last_seq);
+  EXPECT_EQ(got[1].info->message_count, stored->last_seq);
+  EXPECT_EQ(got[1].info->epoch, 2u);
+  EXPECT_EQ(stored->epoch, 2u);
+}
+
 TEST_P(session_store_contract, a_batch_is_all_or_nothing_across_sessions) {
   for (auto id : {"a", "b", "c"})
     store_->create(make_info(id));
@@ -1198,6 +1292,18 @@ TEST_F(sqlite_store_test, undecodable_bytes_are_reported_as_corrupt) {
                  "UPDATE events SET envelope = x'0a' WHERE session_id = 'bad' AND seq = 2;");
   sqlite_store store{db()};
   EXPECT_STORE_ERROR(store.load("bad"), code::corrupt);
+  {
+    // A batched load fails only the bad one, which stays unclaimed.
+    auto got = store.load_activate_many({"bad", "good"});
+    ASSERT_EQ(got.size(), 2u);
+    ASSERT_TRUE(got[0].error);
+    EXPECT_EQ(got[0].error->error_code(), code::corrupt);
+    EXPECT_FALSE(got[0].info);
+    ASSERT_TRUE(got[1].info);
+    EXPECT_EQ(got[1].info->last_seq, 2u);
+    EXPECT_EQ(got[1].info->epoch, 2u);
+    EXPECT_EQ(raw_int(db(), "SELECT epoch FROM sessions WHERE id = 'bad'"), 1);
+  }
   // The list names it and goes on with the others.
   auto page = store.list({}, "", 10);
   ASSERT_EQ(page.sessions.size(), 1u);
@@ -1285,6 +1391,13 @@ void pg_exec(const std::string& url, const std::string& sql) {
   tx.commit();
 }
 
+/// The one integer `sql` selects, read directly.
+int64_t pg_query_int(const std::string& url, const std::string& sql) {
+  pqxx::connection c{url};
+  pqxx::work tx{c};
+  return tx.exec1(sql)[0].as<int64_t>();
+}
+
 TEST(postgres_store_test, reopening_gives_back_everything) {
   auto url = testing::fresh_postgres_database();
   auto snap = make_info("s1", "agent-1", "echo", session_state::active, 10);
@@ -1359,6 +1472,15 @@ TEST(postgres_store_test, undecodable_bytes_are_reported_as_corrupt) {
   EXPECT_STORE_ERROR(store.read_events("bad", 1, 10), code::corrupt);
   EXPECT_EQ(store.read_events("bad", 0, 1).size(), 1u);
   EXPECT_TRUE(store.load("good"));
+  // A batched load fails only the bad one, which stays unclaimed.
+  auto got = store.load_activate_many({"bad", "good"});
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_TRUE(got[0].error);
+  EXPECT_EQ(got[0].error->error_code(), code::corrupt);
+  EXPECT_FALSE(got[0].info);
+  ASSERT_TRUE(got[1].info);
+  EXPECT_EQ(got[1].info->epoch, 2u);
+  EXPECT_EQ(pg_query_int(url, "SELECT epoch FROM sessionhost.sessions WHERE id = 'bad'"), 1);
 }
 
 // --- codec ------------------------------------------------------------------
