@@ -233,9 +233,10 @@ caf::error load_error(const std::string& id, const store_error& e) {
   return from_store(e);
 }
 
-// Loads the sessions asked for since the last commit: their snapshots, one
-// transaction that claims them all (new epochs, fencing older writers), then
-// the events after each snapshot. A failure touches only its own session.
+// Loads the sessions asked for since the last commit with one store call
+// (load_activate_many): their rows and the events after each snapshot in one
+// read transaction, new epochs for all of them (fencing older writers) in
+// one write transaction. A failure touches only its own session.
 void commit_loads(self_pointer self) {
   auto& st = self->state;
   auto batch = std::move(st.loading);
@@ -250,62 +251,36 @@ void commit_loads(self_pointer self) {
     return;
   }
   std::vector<std::string> ids;
-  std::vector<session_info> snaps;
+  ids.reserve(batch.size());
   for (auto& [id, waiters] : batch) {
     if (auto e = find_loaded(st, id)) {
       for (auto& w : waiters) // loaded by a create in between: nothing to do
         w.first(e->handle);
       continue;
     }
-    try {
-      if (auto snap = st.args.store->load(id)) {
-        ids.push_back(id);
-        snaps.push_back(std::move(*snap));
-      } else {
-        fail_all(waiters, make_error(errc::not_found, "no session " + id));
-      }
-    } catch (const store_error& e) {
-      fail_all(waiters, load_error(id, e));
-    }
+    ids.push_back(id);
   }
   if (ids.empty())
     return;
-  std::vector<std::optional<uint64_t>> epochs(ids.size());
+  std::vector<activation> got;
   try {
-    auto got = st.args.store->activate_many(ids);
-    for (size_t i = 0; i < ids.size(); ++i)
-      epochs[i] = got[i];
-  } catch (const store_error&) {
-    // One of them went away (or the store failed): each on its own.
-    for (size_t i = 0; i < ids.size(); ++i) {
-      try {
-        epochs[i] = st.args.store->activate(ids[i]);
-      } catch (const store_error& e) {
-        fail_all(batch[ids[i]], load_error(ids[i], e));
-      }
-    }
-  }
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!epochs[i])
-      continue;
-    auto& id = ids[i];
-    auto& snap = snaps[i];
-    std::vector<event> replay;
-    try {
-      for (;;) {
-        auto page = st.args.store->read_events(
-          id, replay.empty() ? snap.last_seq : replay.back().seq, 4096);
-        if (page.empty())
-          break;
-        replay.insert(replay.end(), page.begin(), page.end());
-      }
-    } catch (const store_error& e) {
+    got = st.args.store->load_activate_many(ids);
+  } catch (const store_error& e) {
+    for (auto& id : ids)
       fail_all(batch[id], load_error(id, e));
+    return;
+  }
+  for (auto& a : got) {
+    auto& waiters = batch[a.id];
+    if (a.error) {
+      if (a.error->error_code() == store_error::code::not_found)
+        fail_all(waiters, make_error(errc::not_found, "no session " + a.id));
+      else
+        fail_all(waiters, load_error(a.id, *a.error));
       continue;
     }
-    snap.epoch = *epochs[i];
-    auto handle = adopt(self, std::move(snap), std::move(replay), false);
-    for (auto& w : batch[id])
+    auto handle = adopt(self, std::move(*a.info), {}, false);
+    for (auto& w : waiters)
       w.first(handle);
   }
 }

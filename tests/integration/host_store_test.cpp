@@ -386,6 +386,66 @@ TEST(host_store_sqlite, a_corrupted_snapshot_fails_only_its_own_session) {
   EXPECT_TRUE(healthy.value_or(false));
 }
 
+// Loads asked for together are stored and claimed in one go: the corrupt
+// one among them fails alone, with the error a single load gives, and is not
+// claimed; each of the others, asked for twice, is activated once.
+TEST(host_store_sqlite, a_corrupted_snapshot_in_a_burst_of_loads_fails_alone) {
+  temp_dir dir;
+  auto file = dir.path + "/sessionhost.db";
+  std::vector<std::string> ids;
+  std::map<std::string, uint64_t> last_seq;
+  {
+    process p{"sqlite:" + file};
+    for (int i = 0; i < 20; ++i) {
+      ids.push_back(p.create("echo").id);
+      auto seq = p.publish(ids.back(), R"({"a":1})");
+      ASSERT_TRUE(seq);
+      last_seq[ids.back()] = *seq;
+    }
+  }
+  auto bad = ids[7];
+  corrupt_snapshot(file, bad);
+
+  process p{"sqlite:" + file};
+  for (int round = 0; round < 2; ++round)
+    for (auto& id : ids)
+      p.self->send(p.host->host(), load_atom::value, id);
+  std::map<std::string, int> ok;
+  int failed = 0;
+  for (size_t i = 0; i < 2 * ids.size(); ++i)
+    p.self->receive(
+      [&](session_info& info) {
+        EXPECT_EQ(info.epoch, 2u) << "activated once: " << info.id;
+        EXPECT_EQ(info.last_seq, last_seq[info.id]) << info.id;
+        ++ok[info.id];
+      },
+      [&](caf::error& err) {
+        EXPECT_EQ(code_of(err), errc::internal) << message_of(err);
+        EXPECT_NE(message_of(err).find(bad), std::string::npos) << message_of(err);
+        ++failed;
+      },
+      caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+  EXPECT_EQ(failed, 2);
+  EXPECT_EQ(ok.size(), ids.size() - 1);
+  EXPECT_EQ(ok.count(bad), 0u);
+  EXPECT_FALSE(p.loaded(bad));
+  for (auto& id : ids)
+    if (id != bad) {
+      EXPECT_EQ(ok[id], 2) << id;
+      EXPECT_EQ(p.store->load(id)->epoch, 2u) << id;
+    }
+  // The bad one was not claimed: its stored epoch is the one it had.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  auto sql = "SELECT epoch FROM sessions WHERE id = '" + bad + "'";
+  ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), 1);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
 // Two hosts (two nodes) on one PostgreSQL database load the same session.
 // The newer activation fences the older: the older's next publish is refused,
 // never acknowledged, and the stored stream has no gap and no duplicate.

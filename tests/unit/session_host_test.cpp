@@ -197,6 +197,44 @@ TEST_F(host_test, a_burst_of_loads_activates_each_session_once) {
   EXPECT_EQ(loaded_ids->size(), ids.size());
 }
 
+TEST_F(host_test, loads_racing_unloads_wait_for_them_and_activate_once) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    auto c = create("echo");
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(call<uint64_t>(session(c->id), message_atom::value,
+                               std::string{"{}"}));
+    ids.push_back(c->id);
+  }
+  // Each session unloaded and, before that is done, loaded again: the load
+  // waits for the unload, then activates the session once (epoch 2) with
+  // what the unload stored.
+  for (auto& id : ids) {
+    self->send(host->host(), unload_atom::value, id);
+    self->send(host->host(), load_atom::value, id);
+  }
+  int loaded_ok = 0, unloaded = 0;
+  for (size_t i = 0; i < 2 * ids.size(); ++i)
+    self->receive(
+      [&](session_info& info) {
+        EXPECT_EQ(info.message_count, 1u) << info.id;
+        if (info.loaded) {
+          EXPECT_EQ(info.epoch, 2u) << "activated once: " << info.id;
+          ++loaded_ok;
+        } else {
+          ++unloaded;
+        }
+      },
+      [&](caf::error& err) { ADD_FAILURE() << message_of(err); },
+      caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+  EXPECT_EQ(loaded_ok, 30);
+  EXPECT_EQ(unloaded, 30);
+  for (auto& id : ids) {
+    EXPECT_TRUE(loaded(id)) << id;
+    EXPECT_EQ(store->load(id)->epoch, 2u) << id;
+  }
+}
+
 TEST_F(host_test, unknown_and_malformed_ids_are_not_found_and_change_nothing) {
   ASSERT_TRUE(create("echo"));
   for (std::string id : std::vector<std::string>{"nope", "bad id with spaces", "",
