@@ -199,6 +199,23 @@ private:
   bool done_ = false;
 };
 
+/// synchronous = NORMAL for the scope (a commit without an fsync of its
+/// own), FULL again after it.
+class relaxed_sync {
+public:
+  explicit relaxed_sync(connection& c) : c_(c) {
+    c_.exec("PRAGMA synchronous = NORMAL");
+  }
+  ~relaxed_sync() {
+    sqlite3_exec(c_.get(), "PRAGMA synchronous = FULL", nullptr, nullptr, nullptr);
+  }
+  relaxed_sync(const relaxed_sync&) = delete;
+  relaxed_sync& operator=(const relaxed_sync&) = delete;
+
+private:
+  connection& c_;
+};
+
 /// BEGIN … COMMIT on a reading connection: the reads of a scope see one
 /// snapshot of the database, and take the WAL read lock once, not per
 /// statement.
@@ -420,6 +437,7 @@ struct sqlite_store::impl {
   std::unique_ptr<connection> writer; // guarded by write_mtx
   std::unique_ptr<statement> w_session, w_insert_event, w_update_tail,
     w_update_snapshot, w_role_taken, w_insert_session, w_activate,
+    w_claim_as_read,
     w_delete_events, w_delete_session, w_purge_old_events,
     w_purge_first_events, w_cleaned_check;
 
@@ -494,6 +512,11 @@ struct sqlite_store::impl {
     // reads the epoch first, in the same write transaction.
     w_activate = std::make_unique<statement>(
       w, "UPDATE sessions SET epoch = ?2 WHERE id = ?1");
+    // A claim of a session as it was read: changes nothing when another
+    // writer moved it meanwhile (then claim() reads it again).
+    w_claim_as_read = std::make_unique<statement>(
+      w, "UPDATE sessions SET epoch = ?2 WHERE id = ?1 AND epoch = ?3"
+         " AND last_seq = ?4");
     w_delete_events = std::make_unique<statement>(
       w, "DELETE FROM events WHERE session_id = ?1");
     w_delete_session = std::make_unique<statement>(
@@ -629,6 +652,7 @@ struct sqlite_store::impl {
     w_role_taken.reset();
     w_insert_session.reset();
     w_activate.reset();
+    w_claim_as_read.reset();
     w_delete_events.reset();
     w_delete_session.reset();
     w_purge_old_events.reset();
@@ -705,6 +729,20 @@ struct sqlite_store::impl {
     u->bind(1, id).bind(2, to_db(epoch));
     u->step();
     return std::make_pair(epoch, tail);
+  }
+
+  // claim() for a session read at `epoch` and `tail` in this process: one
+  // statement instead of two when nobody wrote it since (the usual case).
+  std::optional<std::pair<uint64_t, uint64_t>>
+  claim_as_read(const std::string& id, uint64_t epoch, uint64_t tail) {
+    {
+      use u{*w_claim_as_read};
+      u->bind(1, id).bind(2, to_db(epoch + 1)).bind(3, to_db(epoch)).bind(4, to_db(tail));
+      u->step();
+    }
+    if (sqlite3_changes(writer->get()) == 1)
+      return std::make_pair(epoch + 1, tail);
+    return claim(id);
   }
 
   // Folds the events of `id` after info.last_seq, up to `tail`, into
@@ -1048,15 +1086,23 @@ sqlite_store::load_activate_many(const std::vector<std::string>& ids) {
     }
   }
   // Claims, in one write transaction, which gives the tail as of the claim, so what an older activation wrote meanwhile is caught below.
+  // The claims are committed without an fsync of their own (synchronous =
+  // NORMAL for this one transaction): in WAL mode a commit that does sync
+  // (FULL, every other write) syncs the log up to itself, claims included,
+  // so whatever a new activation gets acknowledged makes its claim durable
+  // first. A power loss can undo only a claim nothing durable depends on,
+  // and it also ended every activation in this process. Fencing is not
+  // about the disk: later writers see the claim at once.
   std::vector<size_t> behind;
   {
     std::lock_guard<std::mutex> guard{m.write_mtx};
+    relaxed_sync relaxed{*m.writer};
     write_transaction tx{*m.writer};
     for (size_t i = 0; i < ids.size(); ++i) {
       auto& a = out[i];
       if (!a.info)
         continue;
-      auto claimed = m.claim(a.id);
+      auto claimed = m.claim_as_read(a.id, a.info->epoch, tails[i]);
       if (!claimed) { // removed since it was read
         a.info.reset();
         a.error = store_error(code::not_found, "no session " + a.id);
