@@ -57,6 +57,8 @@ public:
   const session_host_actor& host() const noexcept { return host_; }
   /// The client hub: subscribe any actor to a session's events.
   const client_hub_actor& hub() const noexcept { return hub_; }
+  /// The client hub's window (host_options::client_window).
+  size_t client_window() const noexcept { return client_window_; }
   /// The persistence listener (group commit into the store).
   const persistence_listener_actor& persistence() const noexcept {
     return persistence_;
@@ -119,6 +121,7 @@ private:
   retention_actor retention_;
   session_host_actor host_;
   client_hub_actor hub_;
+  size_t client_window_ = 0;
   bool stopped_ = false;
 };
 

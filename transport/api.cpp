@@ -4,6 +4,7 @@
 // happen on that actor, never on the io thread.
 #include "transport/api.hpp"
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 #include <vector>
@@ -339,6 +340,10 @@ void metrics(const call& c) {
         counter("sessionhost_ws_slow_closed_total",
                 "WebSockets closed with 1013 (client too slow).",
                 s.ws_slow_closed.load());
+        counter("sessionhost_ws_resumed_total",
+                "Live subscriptions the client hub dropped (lagging, or "
+                "their session stopped unannounced), resumed from the store.",
+                s.ws_resumed.load());
         counter("sessionhost_ws_oversize_closed_total",
                 "WebSockets closed with 1009 (frame too big).",
                 s.ws_oversize_closed.load());
@@ -467,6 +472,7 @@ api::api(caf::actor_system& sys, embedded_host& host, api_options opts,
   ctx_->tokens = std::move(opts.tokens);
   ctx_->origins = origin_policy{opts.allowed_origins};
   ctx_->timeout = opts.request_timeout;
+  ctx_->credit_every = std::clamp<uint64_t>(host.client_window() / 16, 1, 64);
 }
 
 api::~api() = default;

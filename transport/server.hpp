@@ -56,6 +56,7 @@ struct server_stats {
   std::atomic<uint64_t> ws_slow_closed{0};     // closed with 1013
   std::atomic<uint64_t> ws_oversize_closed{0}; // closed with 1009
   std::atomic<uint64_t> ws_refused{0};         // upgrades refused (401/403)
+  std::atomic<uint64_t> ws_resumed{0}; // live subscriptions the hub dropped
   latency_histogram publish_to_send;
 };
 

@@ -46,6 +46,7 @@ constexpr size_t max_pending = 4096;
 struct subscription {
   uint64_t gen = 0;
   uint64_t last_sent = 0;
+  uint64_t uncredited = 0; // live events received, not yet confirmed to the hub
   bool subscribing = true; // waiting for the hub's answer
   bool replaying = false;  // reading from the store
   // Live events held back meanwhile. A vector: an empty std::deque holds
@@ -914,16 +915,25 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
     [self](events_atom, const std::string& id,
            const std::vector<event>& events) {
       // Our credit at the hub, sent ourselves (subscribed with credits: a
-      // request per batch would cost the hub a scan of every pending one).
+      // request per batch would cost the hub a scan of every pending one),
+      // every `credit_every` events: at a moderate rate a batch is one
+      // event, and a credit per batch was a hub turn per client and event.
       // The events are taken by const reference: every client of the
       // session shares one message.
-      caf::anon_send(self->state.ctx->hub, hub_credit_atom::value,
-                     caf::actor{self}, id,
-                     static_cast<uint64_t>(events.size()));
+      auto n = static_cast<uint64_t>(events.size());
+      auto credit = [&](uint64_t k) {
+        caf::anon_send(self->state.ctx->hub, hub_credit_atom::value,
+                       caf::actor{self}, id, k);
+      };
       auto i = self->state.subs.find(id);
       if (i == self->state.subs.end())
-        return;
+        return credit(n);
       auto& sub = i->second;
+      sub.uncredited += n;
+      if (sub.uncredited >= self->state.ctx->credit_every) {
+        credit(sub.uncredited);
+        sub.uncredited = 0;
+      }
       if (sub.subscribing || sub.replaying) {
         if (sub.pending.size() + events.size() > max_pending) {
           // Everything here is durable: read it from the store later.
@@ -944,7 +954,9 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       if (i == self->state.subs.end())
         return;
       auto& sub = i->second;
+      ++self->state.ctx->stats->ws_resumed;
       sub.gen = self->state.next_gen++;
+      sub.uncredited = 0; // the hub forgot us: the new subscription starts at 0
       sub.subscribing = true;
       sub.replaying = false;
       sub.pending.clear();
@@ -968,8 +980,23 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       replay_step(self, id);
     },
     [self](publish_acks_atom, const std::vector<uint64_t>& acks) {
-      // The publishes of one commit: (ask, seq) pairs.
-      auto& asking = self->state.asking;
+      // The publishes of one commit: (ask, seq) pairs. Their acks go out in
+      // one write at the end of this turn (unless a flush is on its way
+      // already), without a flush message to ourselves: a turn less per
+      // commit.
+      auto& st = self->state;
+      struct flush_own {
+        self_ptr self;
+        bool own;
+        ~flush_own() {
+          if (!own)
+            return;
+          self->state.flush_scheduled = false;
+          flush_outbox(self);
+        }
+      } flush{self, !st.flush_scheduled};
+      st.flush_scheduled = true;
+      auto& asking = st.asking;
       for (size_t k = 0; k + 1 < acks.size(); k += 2) {
         auto i = asking.find(acks[k]);
         if (i == asking.end())

@@ -703,3 +703,40 @@ TEST_F(serve_test, a_client_that_falls_behind_gets_every_event_in_order) {
   EXPECT_EQ((*e)["seq"].get<uint64_t>(), last + 1);
   EXPECT_EQ((*e)["data"], "caught-up");
 }
+
+class serve_small_window : public serve_test {
+protected:
+  void SetUp() override {
+    // A hub window of 64: clients confirm every 4 events (credit_every).
+    extra = {"--sessionhost.subscriber-window=64"};
+    serve_test::SetUp();
+  }
+};
+
+TEST_F(serve_small_window, a_client_keeping_up_is_never_dropped_for_lagging) {
+  auto id = create()["id"].get<std::string>();
+  ws_client ws{proc->port};
+  ws.send({{"op", "subscribe"}, {"session", id}, {"ref", 1}});
+  ASSERT_TRUE(ws.read_op("subscribed", 1));
+  // Three windows' worth, read as they come: the client's confirmations
+  // (batched) keep it inside the window the whole time.
+  constexpr int n = 200;
+  uint64_t last = 0;
+  for (int i = 0; i < n; ++i) {
+    auto r = call(verb::post, "/v1/sessions/" + id + "/events",
+                  json{{"type", "log"}, {"data", i}}.dump());
+    ASSERT_EQ(r.status, 202) << r.body;
+    auto e = ws.read_op("event");
+    ASSERT_TRUE(e) << "event " << i;
+    auto seq = (*e)["seq"].get<uint64_t>();
+    if (last != 0)
+      EXPECT_EQ(seq, last + 1);
+    last = seq;
+    EXPECT_EQ((*e)["data"], i);
+  }
+  auto m = call(verb::get, "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("\nsessionhost_ws_resumed_total 0\n"),
+            std::string::npos)
+    << m.body;
+}
