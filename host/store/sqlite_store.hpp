@@ -34,7 +34,7 @@ struct sqlite_options {
 class sqlite_store final : public session_store {
 public:
   /// The schema version this binary writes (older ones are migrated).
-  static constexpr int schema_version = 3;
+  static constexpr int schema_version = 4;
 
   /// `PRAGMA application_id` of a sessionhost database ("SHST").
   static constexpr int application_id = 0x53485354;

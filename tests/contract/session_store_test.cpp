@@ -1148,7 +1148,7 @@ std::string hex(const std::string& bytes) {
 }
 
 TEST_F(sqlite_store_test, opens_and_migrates_a_version_1_database) {
-  ASSERT_EQ(sqlite_store::schema_version, 3) << "add a test for the new step";
+  ASSERT_EQ(sqlite_store::schema_version, 4) << "add a test for the new step";
   auto info = make_info("old", "agent-1", "legacy", session_state::active, 10);
   info.message_count = 2;
   info.last_seq = 2; // the snapshot covers both events
@@ -1184,6 +1184,44 @@ TEST_F(sqlite_store_test, opens_and_migrates_a_version_1_database) {
   auto r = store.purge(p, make_event("old", 3).ts);
   EXPECT_EQ(r.events, 1u);
   EXPECT_EQ(seqs_of(all_events(store, "old")), range(2, 3));
+}
+
+TEST_F(sqlite_store_test, version_4_drops_the_type_index_and_lists_by_type_alike) {
+  {
+    sqlite_store store{db()};
+    // Created out of id order: lists follow created_at.
+    store.create(make_info("s3", "", "chat", session_state::created, 30));
+    store.create(make_info("s1", "", "agent", session_state::created, 10));
+    store.create(make_info("s2", "", "chat", session_state::created, 20));
+    store.create(make_info("s4", "", "agent", session_state::created, 40));
+  }
+  // Back to version 3 as it was: the same tables with sessions_by_type.
+  raw_exec(db(), "CREATE INDEX sessions_by_type ON sessions (type);"
+                 "PRAGMA user_version = 3;");
+  auto index_count = [&] {
+    return raw_int(db(), "SELECT count(*) FROM sqlite_schema"
+                         " WHERE name = 'sessions_by_type'");
+  };
+  ASSERT_EQ(index_count(), 1);
+  sqlite_store store{db()};
+  EXPECT_EQ(raw_int(db(), "PRAGMA user_version"), 4);
+  EXPECT_EQ(index_count(), 0);
+  session_filter chat;
+  chat.type = "chat";
+  EXPECT_EQ(store.count(chat), 2u);
+  EXPECT_EQ(ids_of(store.list(chat, "", 10).sessions),
+            (std::vector<std::string>{"s2", "s3"}));
+  // Paging by type goes on where the last page ended.
+  session_filter agent;
+  agent.type = "agent";
+  auto first = store.list(agent, "", 1);
+  EXPECT_EQ(ids_of(first.sessions), std::vector<std::string>{"s1"});
+  ASSERT_FALSE(first.next_cursor.empty());
+  auto second = store.list(agent, first.next_cursor, 1);
+  EXPECT_EQ(ids_of(second.sessions), std::vector<std::string>{"s4"});
+  EXPECT_TRUE(second.next_cursor.empty());
+  EXPECT_EQ(ids_of(store.list({}, "", 10).sessions),
+            (std::vector<std::string>{"s1", "s2", "s3", "s4"}));
 }
 
 TEST_F(sqlite_store_test, the_log_is_checkpointed_and_starts_over_while_commits_go_on) {
