@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <algorithm>
 #include <chrono>
@@ -240,7 +241,18 @@ public:
     c_.exec("PRAGMA synchronous = NORMAL");
   }
   ~relaxed_sync() {
-    sqlite3_exec(c_.get(), "PRAGMA synchronous = FULL", nullptr, nullptr, nullptr);
+    // Runs after the scope's transaction ended (SQLite refuses the change
+    // inside one). Every later commit of this connection relies on FULL, so
+    // if it cannot be set back, stopping is the only safe answer: carrying
+    // on would acknowledge writes that a power loss could undo.
+    if (sqlite3_exec(c_.get(), "PRAGMA synchronous = FULL", nullptr, nullptr,
+                     nullptr)
+        != SQLITE_OK) {
+      std::fprintf(stderr, "sessionhost: cannot restore synchronous = FULL on "
+                           "the SQLite writer (%s); stopping\n",
+                   sqlite3_errmsg(c_.get()));
+      std::abort();
+    }
   }
   relaxed_sync(const relaxed_sync&) = delete;
   relaxed_sync& operator=(const relaxed_sync&) = delete;
