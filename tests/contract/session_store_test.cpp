@@ -452,38 +452,68 @@ TEST_P(session_store_contract, load_activate_many_refuses_an_id_asked_twice) {
   EXPECT_EQ(store_->load("b")->epoch, 1u);
 }
 
+/// An older activation of `id` at `epoch` on its own handle (another process
+/// or node), appending two message events at a time from a thread of its own
+/// until the store fences it out (stale_epoch) or 20 s pass.
+class old_writer {
+public:
+  old_writer(store_ptr handle, std::string id, uint64_t epoch)
+    : thread_([this, handle = std::move(handle), id = std::move(id), epoch] {
+        uint64_t next = 1;
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (std::chrono::steady_clock::now() < deadline) {
+          try {
+            auto evs = make_events(id, next, 2, epoch);
+            for (auto& e : evs)
+              e.type = event_type::message;
+            handle->append({batch(id, epoch, evs)});
+            next += 2;
+            written_ = next - 1;
+            // A writer's batches come apart in time: a loop with no gap
+            // would starve the new activation's lock (SQLite's busy handler
+            // is not fair) until its busy timeout, which is not what the
+            // tests are about.
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          } catch (const store_error& e) {
+            EXPECT_EQ(e.error_code(), code::stale_epoch) << e.what();
+            fenced_ = true;
+            return;
+          }
+        }
+      }) {
+  }
+  ~old_writer() {
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  /// Lets it get going: returns once it wrote `n` events (at most ~2 s).
+  void wait_until_written(uint64_t n) {
+    for (int i = 0; i < 2000 && written_ < n; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+
+  /// Waits until it stopped; true when the store fenced it out.
+  bool join_fenced() {
+    thread_.join();
+    return fenced_;
+  }
+
+private:
+  std::atomic<bool> fenced_{false};
+  std::atomic<uint64_t> written_{0};
+  std::thread thread_; // last: started once the counters exist
+};
+
 // An older activation keeps appending while the sessions are loaded again:
 // whatever the timing, each load comes back with every event stored before
 // its claim, and the old writer is fenced out after it.
 TEST_P(session_store_contract, load_activate_many_catches_an_old_writers_last_events) {
   store_->create_many({make_info("s1"), make_info("s2")});
-  std::atomic<bool> fenced{false};
-  std::atomic<uint64_t> old_written{0};
-  std::thread old_writer([&] {
-    auto handle = second_handle();
-    uint64_t next = 1;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      try {
-        auto evs = make_events("s1", next, 2);
-        for (auto& e : evs)
-          e.type = event_type::message;
-        handle->append({batch("s1", 1, evs)});
-        next += 2;
-        old_written = next - 1;
-        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // see above
-      } catch (const store_error& e) {
-        EXPECT_EQ(e.error_code(), code::stale_epoch) << e.what();
-        fenced = true;
-        return;
-      }
-    }
-  });
-  for (int i = 0; i < 2000 && old_written < 20; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  old_writer old{second_handle(), "s1", 1};
+  old.wait_until_written(20);
   auto got = store_->load_activate_many({"s2", "s1"});
-  old_writer.join();
-  EXPECT_TRUE(fenced);
+  EXPECT_TRUE(old.join_fenced());
   ASSERT_EQ(got.size(), 2u);
   ASSERT_TRUE(got[1].info);
   auto stored = store_->load("s1");
@@ -823,36 +853,12 @@ TEST_P(session_store_contract, concurrent_activations_get_distinct_epochs) {
 TEST_P(session_store_contract, an_old_writer_never_writes_after_a_new_activation) {
   store_->create(make_info("s1"));
   auto old_epoch = store_->activate("s1");
-  std::atomic<bool> fenced{false};
-  std::atomic<uint64_t> old_written{0};
-  std::thread old_writer([&] {
-    auto handle = second_handle();
-    uint64_t next = 1;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      try {
-        handle->append({batch("s1", old_epoch, make_events("s1", next, 2, old_epoch))});
-        next += 2;
-        old_written = next - 1;
-        // A writer's batches come apart in time: a loop with no gap would
-        // starve the new activation's lock (SQLite's busy handler is not
-        // fair) until its busy timeout, which is not what this test is about.
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      } catch (const store_error& e) {
-        EXPECT_EQ(e.error_code(), code::stale_epoch) << e.what();
-        fenced = true;
-        return;
-      }
-    }
-  });
-  // Let the old writer get going, then take over.
-  for (int i = 0; i < 2000 && old_written < 20; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  old_writer old{second_handle(), "s1", old_epoch};
+  old.wait_until_written(20); // let it get going, then take over
   auto new_epoch = store_->activate("s1");
   auto taken_at = store_->load("s1")->last_seq;
   store_->append({batch("s1", new_epoch, make_events("s1", taken_at + 1, 3, new_epoch))});
-  old_writer.join();
-  EXPECT_TRUE(fenced);
+  EXPECT_TRUE(old.join_fenced());
   EXPECT_GT(new_epoch, old_epoch);
   auto evs = all_events(*store_, "s1");
   ASSERT_EQ(seqs_of(evs), range(1, taken_at + 3));
