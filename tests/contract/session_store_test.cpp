@@ -143,6 +143,17 @@ std::vector<std::string> ids_of(const std::vector<session_info>& xs) {
   return out;
 }
 
+/// What a batched load of {"bad", "good"} gives when "bad" does not decode:
+/// it fails alone, as corrupt, and "good" is claimed (epoch 1 -> 2).
+void expect_only_bad_failed(const std::vector<activation>& got) {
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_TRUE(got[0].error);
+  EXPECT_EQ(got[0].error->error_code(), code::corrupt);
+  EXPECT_FALSE(got[0].info);
+  ASSERT_TRUE(got[1].info);
+  EXPECT_EQ(got[1].info->epoch, 2u);
+}
+
 // --- the parameterized suite --------------------------------------------------
 
 /// Opens each kind of store through open_store, as a host would.
@@ -1339,13 +1350,8 @@ TEST_F(sqlite_store_test, undecodable_bytes_are_reported_as_corrupt) {
   {
     // A batched load fails only the bad one, which stays unclaimed.
     auto got = store.load_activate_many({"bad", "good"});
-    ASSERT_EQ(got.size(), 2u);
-    ASSERT_TRUE(got[0].error);
-    EXPECT_EQ(got[0].error->error_code(), code::corrupt);
-    EXPECT_FALSE(got[0].info);
-    ASSERT_TRUE(got[1].info);
+    ASSERT_NO_FATAL_FAILURE(expect_only_bad_failed(got));
     EXPECT_EQ(got[1].info->last_seq, 2u);
-    EXPECT_EQ(got[1].info->epoch, 2u);
     EXPECT_EQ(raw_int(db(), "SELECT epoch FROM sessions WHERE id = 'bad'"), 1);
   }
   // The list names it and goes on with the others.
@@ -1517,13 +1523,7 @@ TEST(postgres_store_test, undecodable_bytes_are_reported_as_corrupt) {
   EXPECT_EQ(store.read_events("bad", 0, 1).size(), 1u);
   EXPECT_TRUE(store.load("good"));
   // A batched load fails only the bad one, which stays unclaimed.
-  auto got = store.load_activate_many({"bad", "good"});
-  ASSERT_EQ(got.size(), 2u);
-  ASSERT_TRUE(got[0].error);
-  EXPECT_EQ(got[0].error->error_code(), code::corrupt);
-  EXPECT_FALSE(got[0].info);
-  ASSERT_TRUE(got[1].info);
-  EXPECT_EQ(got[1].info->epoch, 2u);
+  ASSERT_NO_FATAL_FAILURE(expect_only_bad_failed(store.load_activate_many({"bad", "good"})));
   EXPECT_EQ(pg_query_int(url, "SELECT epoch FROM sessionhost.sessions WHERE id = 'bad'"), 1);
 }
 
