@@ -45,17 +45,11 @@ void catch_up(session_store& store, session_info& info, uint64_t covered) {
   if (covered >= tail)
     return;
   info.last_seq = covered;
-  while (info.last_seq < tail) {
-    auto page = store.read_events(info.id, info.last_seq, 1024);
-    // Only up to the tail read with the snapshot: a concurrent append may
-    // have added more since.
-    while (!page.empty() && page.back().seq > tail)
-      page.pop_back();
-    if (page.empty())
-      break; // fewer events than the tail claims: keep what there is
-    replay_into(info, page);
-  }
-  info.last_seq = tail;
+  // Only up to the tail read with the snapshot: a concurrent append may
+  // have added more since.
+  fold_up_to(info, tail, [&](uint64_t after, uint64_t limit) {
+    return store.read_events(info.id, after, static_cast<size_t>(limit));
+  });
 }
 
 } // namespace sessionhost

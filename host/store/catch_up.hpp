@@ -4,6 +4,7 @@
 // and at unload (session_actor.cpp), so a load folds the events after the
 // snapshot back into it. Pure functions; thread safety is the store's.
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -18,6 +19,25 @@ class session_store;
 /// last_seq, updated_at): the fold that makes "snapshot + events after it"
 /// exact. Events at or below `info.last_seq` are skipped.
 void replay_into(session_info& info, const std::vector<event>& events);
+
+/// Replays into `info` the stored events after `info.last_seq` up to `tail`,
+/// a page at a time from `read(after, limit)` (events with seq > after, at
+/// most `limit`), and leaves `info.last_seq` at least `tail`. Events past
+/// `tail` (appended since it was read) are left out. Fewer events than the
+/// tail claims: what there is.
+template <class ReadPage>
+void fold_up_to(session_info& info, uint64_t tail, ReadPage&& read) {
+  while (info.last_seq < tail) {
+    std::vector<event> page =
+      read(info.last_seq, std::min<uint64_t>(tail - info.last_seq, 1024));
+    while (!page.empty() && page.back().seq > tail)
+      page.pop_back();
+    if (page.empty())
+      break;
+    replay_into(info, page);
+  }
+  info.last_seq = std::max(info.last_seq, tail);
+}
 
 /// Brings `info`, decoded from a snapshot that covers events up to
 /// `covered`, up to `info.last_seq` (the stored tail) by replaying the

@@ -805,21 +805,16 @@ struct sqlite_store::impl {
   // Folds the events of `id` after info.last_seq, up to `tail`, into
   // `info`. REQUIRES: read_mtx held.
   void fold_events(session_info& info, uint64_t tail) {
-    while (info.last_seq < tail) {
+    fold_up_to(info, tail, [&](uint64_t after, uint64_t limit) {
       std::vector<event> page;
-      {
-        use u{*r_events};
-        u->bind(1, info.id)
-          .bind(2, static_cast<int64_t>(info.last_seq))
-          .bind(3, static_cast<int64_t>(std::min<uint64_t>(tail - info.last_seq, 1024)));
-        while (u->step())
-          page.push_back(decode_event(u->blob(0)));
-      }
-      if (page.empty())
-        break; // fewer events than the tail claims: keep what there is
-      replay_into(info, page);
-    }
-    info.last_seq = std::max(info.last_seq, tail);
+      use u{*r_events};
+      u->bind(1, info.id)
+        .bind(2, static_cast<int64_t>(after))
+        .bind(3, static_cast<int64_t>(limit));
+      while (u->step())
+        page.push_back(decode_event(u->blob(0)));
+      return page;
+    });
   }
 
   bool role_taken(const std::string& role, const std::string& except_id) {
