@@ -4,35 +4,44 @@ namespace sessionhost {
 
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1; // upper case too: it would not print back the same
+// The value of each lower-case hex digit; -1 for every other byte (upper
+// case too: it would not print back the same). A table, not branches: the
+// host parses the id of every session it creates or loads.
+struct hex_table {
+  int8_t value[256];
+  constexpr hex_table() : value() {
+    for (int c = 0; c < 256; ++c)
+      value[c] = c >= '0' && c <= '9'   ? static_cast<int8_t>(c - '0')
+                 : c >= 'a' && c <= 'f' ? static_cast<int8_t>(c - 'a' + 10)
+                                        : int8_t{-1};
+  }
+};
+constexpr hex_table hex{};
+
+// Parses `n` hex digits at `p` into `out` (shifted in); false on a non-digit.
+bool parse_hex(const char* p, int n, uint64_t& out) {
+  int bad = 0;
+  for (int i = 0; i < n; ++i) {
+    int v = hex.value[static_cast<unsigned char>(p[i])];
+    bad |= v;
+    out = (out << 4) | static_cast<uint64_t>(v & 0xf);
+  }
+  return bad >= 0;
 }
 
 // Parses xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (lower-case hex).
 bool parse_uuid(const std::string& s, uint64_t& hi, uint64_t& lo) {
   if (s.size() != 36)
     return false;
-  uint64_t parts[2] = {0, 0};
-  int nibble = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i] != '-')
-        return false;
-      continue;
-    }
-    auto v = hex_value(s[i]);
-    if (v < 0)
-      return false;
-    auto& part = parts[nibble / 16];
-    part = (part << 4) | static_cast<uint64_t>(v);
-    ++nibble;
-  }
-  hi = parts[0];
-  lo = parts[1];
+  auto p = s.data();
+  if (p[8] != '-' || p[13] != '-' || p[18] != '-' || p[23] != '-')
+    return false;
+  uint64_t h = 0, l = 0;
+  if (!(parse_hex(p, 8, h) && parse_hex(p + 9, 4, h) && parse_hex(p + 14, 4, h)
+        && parse_hex(p + 19, 4, l) && parse_hex(p + 24, 12, l)))
+    return false;
+  hi = h;
+  lo = l;
   return true;
 }
 

@@ -59,3 +59,18 @@ TEST(session_key, uuids_pack_and_print_back_and_other_ids_stay_distinct) {
             "0190a1b2c3d47e5f8a6b7c8d9e0f1a2b");
   EXPECT_FALSE(session_key{lower} == session_key{"0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2"});
 }
+
+TEST(session_key, one_wrong_character_anywhere_makes_an_id_of_its_own) {
+  std::string lower = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b";
+  for (size_t i = 0; i < lower.size(); ++i)
+    for (char c : {'g', 'G', 'A', 'F', '-', '0', '/', ':', '`', '\xff'}) {
+      if (lower[i] == c)
+        continue;
+      auto other = lower;
+      other[i] = c;
+      SCOPED_TRACE(other);
+      EXPECT_EQ(session_key{other}.str(), other);
+      EXPECT_FALSE(session_key{other} == session_key{lower});
+      EXPECT_TRUE(session_key{other} == session_key{other});
+    }
+}
