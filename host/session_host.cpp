@@ -24,11 +24,15 @@
 namespace sessionhost {
 namespace {
 
-// One burst of creates for the writer: every row, and how many of them
-// belong to each request (in order). Local only: it never crosses the network.
+// One burst of creates for the writer, and back: every row (its snapshot is
+// the session as created), how many of them belong to each request (in
+// order), and after the write one error per request (none: stored). The
+// rows travel to the writer and back by move, so a session's info is not
+// copied for the store. Local only: it never crosses the network.
 struct create_burst {
   std::vector<append_batch> rows;
   std::vector<size_t> sizes;
+  std::vector<caf::error> errors;
 };
 
 } // namespace
@@ -63,14 +67,16 @@ struct host_state {
   bool shutting_down = false;
   // Create requests of the current burst, stored together by create_commit
   // (one transaction, so one fsync, for all of them). A request is one
-  // session (create) or several (a batch, all or none).
+  // session (create) or several (a batch, all or none); its sessions are
+  // the next `count` rows of `creating_rows`.
   struct pending_create {
-    std::vector<session_info> infos;
+    size_t count = 1;
     caf::typed_response_promise<session_info> one;            // a create
     caf::typed_response_promise<std::vector<session_info>> many; // a batch
     bool batch = false;
   };
   std::vector<pending_create> creating;
+  std::vector<append_batch> creating_rows; // of `creating`, in order
   std::set<std::string> creating_roles; // roles of `creating`
   // The store writes of creates run in their own actor (`writer`), so the
   // host keeps validating and spawning while SQLite commits; one burst at a
@@ -371,68 +377,69 @@ struct batch_reply {
   }
 };
 
-// What a create request of a burst stores: one row per session, with the
-// first steps (→ ACTIVE) of a type that spawns nothing already taken in the
-// host, so such a session starts ACTIVE with them durable and answers at
-// once (no round trip through the persistence listener). A type with a
-// quiet start (agent) starts CREATED and is answered by the host too; any
-// other type starts CREATED and answers once its own first steps are
-// durable.
-struct create_work {
-  std::vector<append_batch> rows;
+// What the host keeps of a burst while the writer stores it: its requests,
+// and per row the session's type instance, whether its first steps (→
+// ACTIVE) are in the row already, and their records (once durable). A type
+// that spawns nothing has its first steps taken in the host, so such a
+// session starts ACTIVE with them durable and answers at once (no round
+// trip through the persistence listener). A type with a quiet start (agent)
+// starts CREATED and is answered by the host too; any other type starts
+// CREATED and answers once its own first steps are durable.
+struct create_job {
+  std::vector<host_state::pending_create> requests;
   std::vector<std::unique_ptr<session_type>> types;
   std::vector<bool> stepped;
-  std::vector<lifecycle_record> records; // of the steps, once durable
+  std::vector<lifecycle_record> records; // of the first steps, in row order
+  std::vector<size_t> record_rows;       // the row of each record
 };
 
-create_work prepare_rows(host_state& st, host_state::pending_create& c) {
+// Fills in the rows of a burst: the first steps of the sessions whose type
+// spawns nothing.
+void prepare_rows(host_state& st, std::vector<append_batch>& rows,
+                  create_job& j) {
   auto& svc = *st.args.services;
-  create_work w;
-  w.rows.reserve(c.infos.size());
-  for (auto& info : c.infos) {
+  j.types.reserve(rows.size());
+  j.stepped.reserve(rows.size());
+  for (auto& row : rows) {
+    auto& info = *row.snapshot;
     auto type = svc.types ? svc.types->make(info.type) : nullptr;
     bool stepped = type && type->spawns_nothing();
-    std::vector<event> events;
-    if (stepped)
-      events = first_steps(info, svc, w.records);
-    auto snapshot = info;
-    snapshot.loaded = false;
-    w.rows.push_back(append_batch{info.id, info.epoch, std::move(events),
-                                  std::move(snapshot)});
-    w.types.push_back(std::move(type));
-    w.stepped.push_back(stepped);
+    if (stepped) {
+      row.events = first_steps(info, svc, j.records);
+      j.record_rows.resize(j.records.size(), j.types.size()); // this row
+    }
+    j.types.push_back(std::move(type));
+    j.stepped.push_back(stepped);
   }
-  return w;
 }
 
-// Starts the sessions of a stored request and answers it.
+// Starts the sessions of a stored request (rows `first` on) and answers it.
 void start_created(self_pointer self, host_state::pending_create& c,
-                   create_work& w) {
-  auto& svc = *self->state.args.services;
-  for (auto& r : w.records)
-    svc.obs->record(std::move(r));
+                   std::vector<append_batch>& rows, size_t first,
+                   create_job& j) {
   std::shared_ptr<batch_reply> reply;
   if (c.batch) {
     reply = std::make_shared<batch_reply>();
     reply->rp = c.many;
-    reply->infos.resize(c.infos.size());
-    reply->left = c.infos.size();
+    reply->infos.resize(c.count);
+    reply->left = c.count;
   }
-  for (size_t i = 0; i < c.infos.size(); ++i) {
+  for (size_t i = 0; i < c.count; ++i) {
+    auto k = first + i;
+    auto& info = *rows[k].snapshot;
+    auto& type = j.types[k];
     // Stored with its first steps, or of a type with nothing to start: the
     // session is what was stored, so the host answers for it.
-    if (w.stepped[i] || (w.types[i] && w.types[i]->quiet_start())) {
-      auto& info = c.infos[i];
+    if (j.stepped[k] || (type && type->quiet_start())) {
       info.loaded = true;
-      adopt(self, info, {}, false, std::move(w.types[i]));
+      adopt(self, info, {}, false, std::move(type)); // the session's copy
       if (reply)
         reply->set(i, std::move(info));
       else
         c.one.deliver(std::move(info));
       continue;
     }
-    auto handle = adopt(self, std::move(c.infos[i]), {}, true,
-                        std::move(w.types[i]));
+    auto handle = adopt(self, std::move(info), {}, true, std::move(type));
     if (!reply) {
       c.one.delegate(handle, sync_atom::value);
       continue;
@@ -446,37 +453,40 @@ void start_created(self_pointer self, host_state::pending_create& c,
 // The store writes of creates, in an actor of their own: one burst per
 // message, all rows in one transaction (create_started); when that fails on
 // a conflict (another node took a role), each request is retried alone so
-// only the conflicting ones fail. Answers one error per request (none: it
-// is stored).
+// only the conflicting ones fail. Answers with the burst itself, its rows
+// intact and one error per request (none: it is stored).
 caf::behavior create_writer(caf::event_based_actor*, store_ptr store) {
   return {
-    [store](create_burst& burst) -> std::vector<caf::error> {
+    [store](create_burst& burst) -> create_burst {
       auto& rows = burst.rows;
       auto& sizes = burst.sizes;
-      std::vector<caf::error> out(sizes.size());
+      burst.errors.assign(sizes.size(), caf::error{});
+      auto& out = burst.errors;
       try {
         store->create_started(rows);
-        return out;
+        return std::move(burst);
       } catch (const store_error& e) {
         if (sizes.size() == 1 || e.error_code() != store_error::code::conflict) {
           for (auto& x : out)
             x = from_store(e);
-          return out;
+          return std::move(burst);
         }
       }
-      auto next = rows.begin();
+      std::vector<append_batch> one;
+      size_t next = 0;
       for (size_t k = 0; k < sizes.size(); ++k) {
-        std::vector<append_batch> one(
-          std::make_move_iterator(next),
-          std::make_move_iterator(next + static_cast<ptrdiff_t>(sizes[k])));
-        next += static_cast<ptrdiff_t>(sizes[k]);
+        auto begin = rows.begin() + static_cast<ptrdiff_t>(next);
+        auto end = begin + static_cast<ptrdiff_t>(sizes[k]);
+        one.assign(std::make_move_iterator(begin), std::make_move_iterator(end));
         try {
           store->create_started(one); // a request: all or none
         } catch (const store_error& e) {
           out[k] = from_store(e);
         }
+        std::move(one.begin(), one.end(), begin); // the rows go back
+        next += sizes[k];
       }
-      return out;
+      return std::move(burst);
     },
   };
 }
@@ -488,13 +498,12 @@ void commit_creates(self_pointer self) {
   auto& st = self->state;
   if (st.committing || st.creating.empty())
     return; // the commit in flight takes them up when it is done
-  struct job {
-    std::vector<host_state::pending_create> batch;
-    std::vector<create_work> work;
-  };
-  auto j = std::make_shared<job>();
-  j->batch = std::move(st.creating);
+  auto j = std::make_shared<create_job>();
+  j->requests = std::move(st.creating);
   st.creating.clear();
+  create_burst burst;
+  burst.rows = std::move(st.creating_rows);
+  st.creating_rows.clear();
   auto fail = [](host_state::pending_create& c, const caf::error& err) {
     if (c.batch)
       c.many.deliver(err);
@@ -503,51 +512,54 @@ void commit_creates(self_pointer self) {
   };
   if (st.shutting_down) { // nothing stored: the sessions never existed
     st.creating_roles.clear();
-    for (auto& c : j->batch)
+    for (auto& c : j->requests)
       fail(c, make_error(errc::unavailable, "host is shutting down"));
     return;
   }
-  create_burst burst;
-  auto& rows = burst.rows;
-  auto& sizes = burst.sizes;
-  j->work.reserve(j->batch.size());
-  for (auto& c : j->batch) {
-    j->work.push_back(prepare_rows(st, c));
-    auto& w = j->work.back();
-    sizes.push_back(w.rows.size());
-    std::move(w.rows.begin(), w.rows.end(), std::back_inserter(rows));
-    w.rows.clear();
-  }
+  prepare_rows(st, burst.rows, *j);
+  burst.sizes.reserve(j->requests.size());
+  for (auto& c : j->requests)
+    burst.sizes.push_back(c.count);
   st.committing = true;
   st.committing_roles = std::move(st.creating_roles);
   st.creating_roles.clear();
-  auto done = [self, j, fail](std::vector<caf::error> results) {
+  auto done = [self, j, fail](create_burst* stored, const caf::error& err) {
     auto& st = self->state;
     st.committing = false;
     st.committing_roles.clear();
-    for (size_t k = 0; k < j->batch.size(); ++k) {
-      auto& c = j->batch[k];
-      if (k < results.size() && results[k]) {
-        fail(c, results[k]);
+    auto& svc = *st.args.services;
+    size_t first = 0;
+    size_t record = 0; // the next of j->records
+    for (size_t k = 0; k < j->requests.size(); ++k) {
+      auto& c = j->requests[k];
+      auto at = first;
+      first += c.count;
+      if (!stored) {
+        fail(c, err);
+      } else if (k < stored->errors.size() && stored->errors[k]) {
+        fail(c, stored->errors[k]);
       } else if (st.shutting_down) {
         // Stored, so created; the host no longer starts sessions.
         std::vector<session_info> infos;
-        for (auto& info : c.infos)
-          infos.push_back(info);
+        for (size_t i = 0; i < c.count; ++i)
+          infos.push_back(std::move(*stored->rows[at + i].snapshot));
         if (c.batch)
           c.many.deliver(std::move(infos));
         else
           c.one.deliver(std::move(infos.front()));
       } else {
-        start_created(self, c, j->work[k]);
+        for (; record < j->records.size() && j->record_rows[record] < first;
+             ++record)
+          if (j->record_rows[record] >= at) // durable now
+            svc.obs->record(std::move(j->records[record]));
+        start_created(self, c, stored->rows, at, *j);
       }
     }
     commit_creates(self); // what gathered meanwhile
   };
-  auto n = j->batch.size();
   self->request(st.writer, caf::infinite, std::move(burst))
-    .then([done](std::vector<caf::error>& results) { done(std::move(results)); },
-          [done, n](caf::error& err) { done(std::vector<caf::error>(n, err)); });
+    .then([done](create_burst& stored) { done(&stored, caf::error{}); },
+          [done](caf::error& err) { done(nullptr, err); });
 }
 
 // Keeps the host's one idle timer set for the earliest idle check.
@@ -595,17 +607,18 @@ caf::error check_create(const std::string& type, const std::string& role,
 // Checks one create and gives the session its id; `roles` collects the
 // roles of the request so far (a second use of one is a conflict).
 caf::expected<session_info> prepare_create(self_pointer self,
-                                           const session_spec& spec,
+                                           const std::string& type,
+                                           const std::string& role,
+                                           const metadata_map& metadata,
                                            std::set<std::string>& roles) {
   auto& st = self->state;
-  auto& role = spec.role;
   if (st.shutting_down)
     return make_error(errc::unavailable, "host is shutting down");
-  if (auto err = check_create(spec.type, role, spec.metadata))
+  if (auto err = check_create(type, role, metadata))
     return err;
   auto& types = st.args.services->types;
-  if (types && !types->contains(spec.type))
-    return make_error(errc::bad_request, "unknown session type " + spec.type);
+  if (types && !types->contains(type))
+    return make_error(errc::bad_request, "unknown session type " + type);
   if (!role.empty()
       && (st.creating_roles.count(role) || st.committing_roles.count(role)
           || roles.count(role)))
@@ -623,12 +636,21 @@ caf::expected<session_info> prepare_create(self_pointer self,
     roles.insert(role);
   session_info info;
   info.id = st.args.ids->next();
-  info.type = spec.type;
+  info.type = type;
   info.role = role;
-  info.metadata = spec.metadata;
+  info.metadata = metadata;
   info.created_at = info.updated_at = st.args.services->clock->now();
   info.epoch = 1;
   return info;
+}
+
+// The row that stores a new session: its snapshot is the session itself.
+append_batch created_row(session_info&& info) {
+  append_batch row;
+  row.session_id = info.id;
+  row.epoch = info.epoch;
+  row.snapshot.emplace(std::move(info));
+  return row;
 }
 
 // Schedules the commit of the creates queued from now on: behind whatever
@@ -669,13 +691,13 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
            const metadata_map& md) -> caf::result<session_info> {
       auto& st = self->state;
       std::set<std::string> roles;
-      auto info = prepare_create(self, session_spec{type, role, md}, roles);
+      auto info = prepare_create(self, type, role, md, roles);
       if (!info)
         return std::move(info.error());
       queue_creates(self);
       st.creating_roles.insert(roles.begin(), roles.end());
+      st.creating_rows.push_back(created_row(std::move(*info)));
       host_state::pending_create c;
-      c.infos.push_back(std::move(*info));
       c.one = self->make_response_promise<session_info>();
       auto rp = c.one;
       st.creating.push_back(std::move(c));
@@ -689,19 +711,24 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
                           "a batch creates 1 to "
                             + std::to_string(max_create_batch) + " sessions");
       std::set<std::string> roles; // of this batch: each role once
-      host_state::pending_create c;
-      c.batch = true;
-      c.infos.reserve(specs.size());
+      std::vector<append_batch> rows;
+      rows.reserve(specs.size());
       for (size_t i = 0; i < specs.size(); ++i) {
-        auto info = prepare_create(self, specs[i], roles);
+        auto& spec = specs[i];
+        auto info = prepare_create(self, spec.type, spec.role, spec.metadata,
+                                   roles);
         if (!info)
           return make_error(code_of(info.error()),
                             "session " + std::to_string(i) + " of the batch: "
                               + message_of(info.error()));
-        c.infos.push_back(std::move(*info));
+        rows.push_back(created_row(std::move(*info)));
       }
       queue_creates(self);
       st.creating_roles.insert(roles.begin(), roles.end());
+      std::move(rows.begin(), rows.end(), std::back_inserter(st.creating_rows));
+      host_state::pending_create c;
+      c.batch = true;
+      c.count = specs.size();
       c.many = self->make_response_promise<std::vector<session_info>>();
       auto rp = c.many;
       st.creating.push_back(std::move(c));
