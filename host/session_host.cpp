@@ -504,6 +504,10 @@ void commit_creates(self_pointer self) {
   create_burst burst;
   burst.rows = std::move(st.creating_rows);
   st.creating_rows.clear();
+  // The next burst is likely as large: room for it now, not by doubling
+  // (each doubling moves every row gathered so far).
+  st.creating.reserve(std::min<size_t>(j->requests.size(), 1024));
+  st.creating_rows.reserve(std::min<size_t>(burst.rows.size(), 1024));
   auto fail = [](host_state::pending_create& c, const caf::error& err) {
     if (c.batch)
       c.many.deliver(err);
@@ -604,13 +608,14 @@ caf::error check_create(const std::string& type, const std::string& role,
   return caf::none;
 }
 
-// Checks one create and gives the session its id; `roles` collects the
-// roles of the request so far (a second use of one is a conflict).
-caf::expected<session_info> prepare_create(self_pointer self,
-                                           const std::string& type,
-                                           const std::string& role,
-                                           const metadata_map& metadata,
-                                           std::set<std::string>& roles) {
+// Checks one create and gives the session its id: appends the row that
+// stores it to `rows` (its snapshot is the session itself, built in place),
+// or returns why not and appends nothing. `roles` collects the roles of the
+// request so far (a second use of one is a conflict).
+caf::error prepare_create(self_pointer self, const std::string& type,
+                          const std::string& role, const metadata_map& metadata,
+                          std::set<std::string>& roles,
+                          std::vector<append_batch>& rows) {
   auto& st = self->state;
   if (st.shutting_down)
     return make_error(errc::unavailable, "host is shutting down");
@@ -634,23 +639,17 @@ caf::expected<session_info> prepare_create(self_pointer self,
   }
   if (!role.empty())
     roles.insert(role);
-  session_info info;
+  auto& row = rows.emplace_back();
+  auto& info = row.snapshot.emplace();
   info.id = st.args.ids->next();
   info.type = type;
   info.role = role;
   info.metadata = metadata;
   info.created_at = info.updated_at = st.args.services->clock->now();
   info.epoch = 1;
-  return info;
-}
-
-// The row that stores a new session: its snapshot is the session itself.
-append_batch created_row(session_info&& info) {
-  append_batch row;
   row.session_id = info.id;
   row.epoch = info.epoch;
-  row.snapshot.emplace(std::move(info));
-  return row;
+  return caf::none;
 }
 
 // Schedules the commit of the creates queued from now on: behind whatever
@@ -691,12 +690,11 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
            const metadata_map& md) -> caf::result<session_info> {
       auto& st = self->state;
       std::set<std::string> roles;
-      auto info = prepare_create(self, type, role, md, roles);
-      if (!info)
-        return std::move(info.error());
+      if (auto err = prepare_create(self, type, role, md, roles,
+                                    st.creating_rows))
+        return err;
       queue_creates(self);
       st.creating_roles.insert(roles.begin(), roles.end());
-      st.creating_rows.push_back(created_row(std::move(*info)));
       host_state::pending_create c;
       c.one = self->make_response_promise<session_info>();
       auto rp = c.one;
@@ -715,13 +713,11 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       rows.reserve(specs.size());
       for (size_t i = 0; i < specs.size(); ++i) {
         auto& spec = specs[i];
-        auto info = prepare_create(self, spec.type, spec.role, spec.metadata,
-                                   roles);
-        if (!info)
-          return make_error(code_of(info.error()),
-                            "session " + std::to_string(i) + " of the batch: "
-                              + message_of(info.error()));
-        rows.push_back(created_row(std::move(*info)));
+        if (auto err = prepare_create(self, spec.type, spec.role,
+                                      spec.metadata, roles, rows))
+          return make_error(code_of(err), "session " + std::to_string(i)
+                                            + " of the batch: "
+                                            + message_of(err));
       }
       queue_creates(self);
       st.creating_roles.insert(roles.begin(), roles.end());
