@@ -58,6 +58,11 @@ using session_actor = caf::typed_actor<
   // Adds a subscriber; returns the last durable seq: every later event
   // reaches it as (events_atom, session_id, std::vector<event>) requests.
   caf::replies_to<subscribe_atom, caf::actor>::with<uint64_t>,
+  // The same with `credits` true: the events come as plain messages and the
+  // subscriber confirms them itself, now and then, with credit_atom (no
+  // reply, so no turn of the session, per batch).
+  caf::replies_to<subscribe_atom, caf::actor, bool>::with<uint64_t>,
+  caf::reacts_to<credit_atom, caf::actor, uint64_t>,
   caf::replies_to<unsubscribe_atom, caf::actor>::with<bool>,
   // publish(type, data JSON): returns the seq once durable.
   caf::replies_to<publish_atom, std::string, std::string>::with<uint64_t>,

@@ -28,6 +28,8 @@ using detach_atom = caf::atom_constant<caf::atom("s_detach")>;
 using subscribe_atom = caf::atom_constant<caf::atom("s_sub")>;
 /// session: remove a subscriber actor.
 using unsubscribe_atom = caf::atom_constant<caf::atom("s_unsub")>;
+/// session: a subscriber that confirms by message processed n events.
+using credit_atom = caf::atom_constant<caf::atom("s_credit")>;
 /// session: publish an event (type, JSON data).
 using publish_atom = caf::atom_constant<caf::atom("s_publish")>;
 /// session → peer connection: the publishes of one commit acknowledged in

@@ -2,6 +2,7 @@
 // the hub has clients for, forwarding their events to the hub.
 #include "actors/client_broadcast_listener.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include <caf/send.hpp>
@@ -19,7 +20,12 @@ struct cbl_state {
   static inline const char* name = "sessionhost.client_broadcast_listener";
   session_host_actor host;
   client_hub_actor hub;
-  std::unordered_map<std::string, session_actor> watched;
+  uint64_t credit_every = 1;
+  struct watched_session {
+    session_actor handle;
+    uint64_t uncredited = 0; // events forwarded, not yet confirmed to it
+  };
+  std::unordered_map<std::string, watched_session> watched;
   std::unordered_map<caf::actor_addr, std::string> by_addr;
 };
 
@@ -30,15 +36,17 @@ void drop(self_pointer self, const std::string& id) {
   auto i = st.watched.find(id);
   if (i == st.watched.end())
     return;
-  self->demonitor(i->second.address());
-  st.by_addr.erase(i->second.address());
+  self->demonitor(i->second.handle.address());
+  st.by_addr.erase(i->second.handle.address());
   st.watched.erase(i);
 }
 
 client_broadcast_listener_actor::behavior_type
-cbl_behavior(self_pointer self, session_host_actor host, client_hub_actor hub) {
+cbl_behavior(self_pointer self, session_host_actor host, client_hub_actor hub,
+             uint64_t credit_every) {
   self->state.host = std::move(host);
   self->state.hub = std::move(hub);
+  self->state.credit_every = std::max<uint64_t>(credit_every, 1);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto i = st.by_addr.find(dm.source);
@@ -54,13 +62,15 @@ cbl_behavior(self_pointer self, session_host_actor host, client_hub_actor hub) {
       self->request(self->state.host, caf::infinite, get_session_atom::value, id)
         .then(
           [self, rp, id](session_actor& h) mutable {
+            // With credits: a reply per batch would be a turn of the
+            // session per publish; a credit every `credit_every` is not.
             self->request(h, caf::infinite, subscribe_atom::value,
-                          caf::actor_cast<caf::actor>(self))
+                          caf::actor_cast<caf::actor>(self), true)
               .then(
                 [self, rp, id, h](uint64_t last) mutable {
                   auto& st = self->state;
                   if (!st.watched.count(id)) {
-                    st.watched.emplace(id, h);
+                    st.watched.emplace(id, cbl_state::watched_session{h});
                     st.by_addr[h.address()] = id;
                     self->monitor(h);
                   }
@@ -77,14 +87,24 @@ cbl_behavior(self_pointer self, session_host_actor host, client_hub_actor hub) {
       if (i == st.watched.end())
         return;
       // Fire and forget: the session's reply (bool) has no taker here.
-      caf::anon_send(i->second, unsubscribe_atom::value,
+      caf::anon_send(i->second.handle, unsubscribe_atom::value,
                      caf::actor_cast<caf::actor>(self));
       drop(self, id);
     },
     [self](events_atom, std::string& id, std::vector<event>& events) {
-      if (self->state.watched.count(id))
-        self->send(self->state.hub, broadcast_atom::value, std::move(id),
-                   std::move(events));
+      auto& st = self->state;
+      auto i = st.watched.find(id);
+      if (i == st.watched.end())
+        return;
+      auto& w = i->second;
+      w.uncredited += events.size();
+      if (w.uncredited >= st.credit_every) {
+        caf::anon_send(w.handle, credit_atom::value,
+                       caf::actor_cast<caf::actor>(self), w.uncredited);
+        w.uncredited = 0;
+      }
+      self->send(st.hub, broadcast_atom::value, std::move(id),
+                 std::move(events));
     },
     [self](lagged_atom, const std::string& id, uint64_t) {
       // The hub could not keep up: its clients resume from the store.
@@ -103,9 +123,10 @@ cbl_behavior(self_pointer self, session_host_actor host, client_hub_actor hub) {
 
 client_broadcast_listener_actor
 spawn_client_broadcast_listener(caf::local_actor* parent,
-                                session_host_actor host, client_hub_actor hub) {
+                                session_host_actor host, client_hub_actor hub,
+                                uint64_t credit_every) {
   return parent->spawn<caf::linked>(cbl_behavior, std::move(host),
-                                    std::move(hub));
+                                    std::move(hub), credit_every);
 }
 
 } // namespace sessionhost

@@ -1,5 +1,6 @@
 #include "actors/client_hub.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <unordered_map>
@@ -145,8 +146,11 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
                                              session_host_actor host,
                                              client_hub_options opts) {
   self->state.opts = opts;
+  // The listener confirms as often as a client does (api.cpp's
+  // credit_every), inside the sessions' window.
   self->state.listener = spawn_client_broadcast_listener(
-    self, std::move(host), client_hub_actor{self});
+    self, std::move(host), client_hub_actor{self},
+    std::clamp<uint64_t>(opts.session_window / 16, 1, 64));
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto i = st.by_client.find(dm.source);

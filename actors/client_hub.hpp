@@ -21,6 +21,9 @@ namespace sessionhost {
 struct client_hub_options {
   /// Unconfirmed events per client and session before it is dropped.
   size_t client_window = 8192;
+  /// The sessions' subscriber window: the broadcast listener, a crediting
+  /// subscriber of every watched session, confirms well inside it.
+  size_t session_window = 8192;
 };
 
 /// Spawns the hub and, linked to it, its broadcast listener.

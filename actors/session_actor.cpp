@@ -835,6 +835,21 @@ caf::result<micros> heartbeat(self_pointer self) {
   return st.rec.last_heartbeat;
 }
 
+// Adds a subscriber to the bus; its last durable seq is where it starts.
+// One that `credits` gets plain messages and confirms them with credit_atom.
+caf::result<uint64_t> subscribe(self_pointer self, caf::actor sub,
+                                bool credits) {
+  auto& st = self->state;
+  if (auto err = check_open(st))
+    return err;
+  if (!sub)
+    return make_error(errc::bad_request, "invalid subscriber");
+  if (st.bus.add(sub, st.rec.last_seq, credits))
+    self->monitor(sub);
+  st.touch();
+  return st.rec.last_seq;
+}
+
 // A publish: the seq it answers with once that seq is durable (for a key
 // seen within the window, the first publish's: nothing is appended). `key`
 // null: none. `checked`: data came as json_text.
@@ -1146,16 +1161,14 @@ session_actor::behavior_type shared_behavior() {
       });
     },
     [](subscribe_atom, caf::actor sub) -> caf::result<uint64_t> {
-      auto self = current();
-      auto& st = self->state;
-      if (auto err = check_open(st))
-        return err;
-      if (!sub)
-        return make_error(errc::bad_request, "invalid subscriber");
-      if (st.bus.add(sub, st.rec.last_seq))
-        self->monitor(sub);
-      st.touch();
-      return st.rec.last_seq;
+      return subscribe(current(), std::move(sub), false);
+    },
+    [](subscribe_atom, caf::actor sub, bool credits) -> caf::result<uint64_t> {
+      return subscribe(current(), std::move(sub), credits);
+    },
+    [](credit_atom, const caf::actor& sub, uint64_t n) {
+      if (sub)
+        current()->state.bus.credit(sub.address(), n);
     },
     [](unsubscribe_atom, caf::actor sub) -> bool {
       auto self = current();

@@ -42,7 +42,9 @@ embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   auto ids = opts.ids ? opts.ids : std::make_shared<uuid_generator>();
   host_ = spawn_session_host(sys, host_args{svc, store_, ids});
   client_window_ = opts.client_window;
-  hub_ = spawn_client_hub(sys, host_, client_hub_options{opts.client_window});
+  hub_ = spawn_client_hub(sys, host_,
+                          client_hub_options{opts.client_window,
+                                             opts.config.subscriber_window});
 }
 
 embedded_host::~embedded_host() {

@@ -534,6 +534,42 @@ TEST_F(session_test, a_slow_subscriber_is_dropped_and_never_stalls_the_session) 
   EXPECT_EQ(obs->counters.subscribers_dropped.load(), 1u);
 }
 
+TEST_F(session_test, a_crediting_subscriber_stays_while_it_confirms_and_lags_when_not) {
+  // Subscribed with credits, events come as plain messages: neither
+  // recorder ever replies. One confirms by credit_atom, the other never.
+  config.subscriber_window = 3;
+  svc = make_services();
+  auto s = new_session("s-1", svc);
+  auto [confirms, confirms_rec] = new_recorder(true);
+  auto [silent, silent_rec] = new_recorder(true);
+  ASSERT_TRUE(ask<uint64_t>(s, subscribe_atom::value, confirms, true));
+  ASSERT_TRUE(ask<uint64_t>(s, subscribe_atom::value, silent, true));
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 2; ++i)
+      self->send(s, publish_atom::value, std::string{"block:delta"},
+                 std::string{"{}"});
+    sched.run();
+    self->send(s, credit_atom::value, confirms, uint64_t{2});
+    sched.run();
+  }
+  int acks = 0;
+  for (int i = 0; i < 20; ++i)
+    self->receive([&](uint64_t) { ++acks; }, caf::after(0s) >> [] {});
+  EXPECT_EQ(acks, 10) << "every publish acknowledged";
+  EXPECT_EQ(confirms_rec->size(), 10u);
+  EXPECT_TRUE(confirms_rec->lagged.empty());
+  EXPECT_EQ(silent_rec->size(), 2u);
+  ASSERT_EQ(silent_rec->lagged.size(), 1u);
+  EXPECT_EQ(silent_rec->lagged[0], (std::pair<std::string, uint64_t>{"s-1", 2}));
+  // A credit from an actor that is not subscribed changes nothing.
+  self->send(s, credit_atom::value, silent, uint64_t{100});
+  self->send(s, credit_atom::value, caf::actor{}, uint64_t{100});
+  sched.run();
+  EXPECT_TRUE(ask<uint64_t>(s, publish_atom::value, "log", "{}"));
+  EXPECT_EQ(confirms_rec->size(), 11u);
+  EXPECT_EQ(silent_rec->size(), 2u);
+}
+
 TEST_F(session_test, unload_flushes_and_the_snapshot_restores_the_session) {
   auto s = new_session("s-1", svc);
   auto [sub, rec] = new_recorder();
