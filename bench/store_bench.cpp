@@ -8,6 +8,10 @@
 //                              them, "snapshot" has a snapshot written with
 //                              the last batch, so only the events after
 //                              load().last_seq (none) are read.
+//   load_activate/<store>/batch:100
+//                              one load_activate_many of 100 stored sessions
+//                              (a burst of loads on demand): read, claimed
+//                              with a new epoch; read "sessions/s".
 //
 // SQLite writes to a file in a temporary directory, PostgreSQL to a
 // throwaway server (tests/support/postgres_fixture); "memory" is the
@@ -127,6 +131,26 @@ void bm_reload(benchmark::State& state, std::string kind, bool with_snapshot) {
   state.counters["events_replayed"] = static_cast<double>(replayed);
 }
 
+/// Loads and claims `batch` stored sessions in one `load_activate_many`, as
+/// the host does for a burst of loads on demand.
+void bm_load_activate(benchmark::State& state, std::string kind) {
+  auto batch = static_cast<size_t>(state.range(0));
+  auto& store = store_of(kind);
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < batch; ++i)
+    ids.push_back(fresh_session(store));
+  size_t loaded = 0;
+  for (auto _ : state) {
+    for (auto& a : store.load_activate_many(ids)) {
+      if (!a.info)
+        state.SkipWithError("a session did not load");
+      ++loaded;
+    }
+  }
+  state.counters["sessions/s"] =
+    benchmark::Counter(static_cast<double>(loaded), benchmark::Counter::kIsRate);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -137,6 +161,12 @@ int main(int argc, char** argv) {
         ->ArgName("batch")
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("load_activate/" + kind).c_str(),
+                                 bm_load_activate, kind)
+      ->Arg(100)
+      ->ArgName("batch")
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
     for (bool snap : {false, true})
       benchmark::RegisterBenchmark(
         ("reload/" + kind + (snap ? "/snapshot" : "/no_snapshot")).c_str(),

@@ -96,7 +96,7 @@ void put_u64(std::string& out, uint64_t x) {
   put_u32(out, static_cast<uint32_t>(x));
 }
 
-/// The `ts` of `evs[from, from + n)` as a binary bigint[] (see bytea_array).
+/// The `ts` of `evs[from, from + n)` as a binary bigint[] (see binary_array).
 pqxx::binarystring int8_array(const std::vector<event>& evs, size_t from,
                               size_t n) {
   constexpr uint32_t int8_oid = 20;
@@ -114,13 +114,17 @@ pqxx::binarystring int8_array(const std::vector<event>& evs, size_t from,
   return bytes(out);
 }
 
+constexpr uint32_t bytea_oid = 17;
+constexpr uint32_t text_oid = 25;
+
 /// `items[from, from + n)` in PostgreSQL's binary array format (array_recv):
 /// a header (dimensions, null flag, element type, size, lower bound), then
 /// each element as a length and its bytes, all integers big-endian. Sent as a
-/// binary parameter, so no escaping on either side.
-pqxx::binarystring bytea_array(const std::vector<std::string>& items, size_t from,
-                               size_t n) {
-  constexpr uint32_t bytea_oid = 17;
+/// binary parameter, so no escaping on either side. A text element's binary
+/// form is its bytes too (they must be storable_text).
+pqxx::binarystring binary_array(const std::vector<std::string>& items,
+                                size_t from, size_t n,
+                                uint32_t element_oid = bytea_oid) {
   size_t total = 20;
   for (size_t k = from; k < from + n; ++k)
     total += 4 + items[k].size();
@@ -130,7 +134,7 @@ pqxx::binarystring bytea_array(const std::vector<std::string>& items, size_t fro
   out.reserve(total);
   put_u32(out, 1); // one dimension
   put_u32(out, 0); // no NULLs
-  put_u32(out, bytea_oid);
+  put_u32(out, element_oid);
   put_u32(out, static_cast<uint32_t>(n));
   put_u32(out, 1); // lower bound
   for (size_t k = from; k < from + n; ++k) {
@@ -150,7 +154,7 @@ void insert_events(pqxx::work& tx, const append_batch& b,
   for (size_t from = 0; from < evs.size(); from += insert_chunk) {
     auto n = std::min(insert_chunk, evs.size() - from);
     tx.exec_prepared0("insert_events", b.session_id, to_db(evs[from].seq),
-                      bytea_array(envelopes, from, n), int8_array(evs, from, n));
+                      binary_array(envelopes, from, n), int8_array(evs, from, n));
   }
 }
 
@@ -192,6 +196,16 @@ void prepare_statements(pqxx::connection& c) {
             " RETURNING epoch");
   c.prepare("load",
             "SELECT last_seq, epoch, snapshot FROM sessionhost.sessions WHERE id = $1");
+  c.prepare("load_many",
+            "SELECT last_seq, epoch, snapshot, id FROM sessionhost.sessions"
+            " WHERE id = ANY($1::text[])");
+  // Locks in id order first (as activate_many does), so two nodes claiming
+  // overlapping sets wait for each other instead of deadlocking.
+  c.prepare("claim_many",
+            "WITH locked AS MATERIALIZED (SELECT id FROM sessionhost.sessions"
+            " WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)"
+            " UPDATE sessionhost.sessions s SET epoch = s.epoch + 1 FROM locked"
+            " WHERE s.id = locked.id RETURNING s.id, s.epoch, s.last_seq");
   c.prepare("read_events",
             "SELECT envelope FROM sessionhost.events WHERE session_id = $1"
             " AND seq > $2 ORDER BY seq LIMIT $3");
@@ -659,6 +673,106 @@ std::vector<uint64_t> postgres_store::activate_many(const std::vector<std::strin
     tx.commit();
   });
   return epochs;
+}
+
+std::vector<activation>
+postgres_store::load_activate_many(const std::vector<std::string>& ids) {
+  check_distinct(ids);
+  std::vector<activation> out(ids.size());
+  std::vector<uint64_t> tails(ids.size()); // the stored last_seq when read
+  std::map<std::string_view, size_t> at;   // place in `out` by id
+  std::vector<std::string> asked;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    out[i].id = ids[i];
+    out[i].error = store_error(code::not_found, "no session " + ids[i]);
+    if (storable_text(ids[i])) {
+      at.emplace(ids[i], i);
+      asked.push_back(ids[i]);
+    }
+  }
+  if (asked.empty())
+    return out;
+  // Reads: one statement for all of them.
+  std::vector<uint64_t> covered(ids.size()); // what each snapshot includes
+  impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::nontransaction tx{c};
+    auto rows = tx.exec_prepared("load_many",
+                                 binary_array(asked, 0, asked.size(), text_oid));
+    for (auto row : rows) {
+      auto i = at.at(row[3].as<std::string>());
+      auto& a = out[i];
+      try {
+        pqxx::binarystring blob{row[2]};
+        auto info = decode_snapshot(view(blob));
+        covered[i] = info.last_seq;
+        info.id = a.id;
+        info.last_seq = tails[i] = row[0].as<uint64_t>();
+        info.epoch = row[1].as<uint64_t>();
+        info.loaded = false;
+        a.info = std::move(info);
+        a.error.reset();
+      } catch (const store_error& e) {
+        if (e.error_code() != code::corrupt)
+          throw;
+        a.error = e;
+      }
+    }
+  });
+  // The events after each snapshot, for the sessions that have any.
+  std::vector<std::string> found;
+  for (auto& a : out) {
+    if (!a.info)
+      continue;
+    auto i = at.at(a.id);
+    try {
+      catch_up(*this, *a.info, covered[i]);
+      found.push_back(a.id);
+    } catch (const store_error& e) {
+      if (e.error_code() != code::corrupt)
+        throw;
+      a.info.reset();
+      a.error = e;
+    }
+  }
+  if (found.empty())
+    return out;
+  // Claims: one statement, in one transaction. It gives the tail as of the
+  // claim, so what an older activation wrote meanwhile is caught below.
+  std::vector<size_t> behind;
+  std::vector<bool> claimed(ids.size());
+  impl_->with_connection([&](pqxx::connection& c) {
+    pqxx::work tx{c};
+    auto rows = tx.exec_prepared("claim_many",
+                                 binary_array(found, 0, found.size(), text_oid));
+    tx.commit();
+    for (auto row : rows) {
+      auto i = at.at(row[0].as<std::string>());
+      claimed[i] = true;
+      out[i].info->epoch = row[1].as<uint64_t>();
+      auto tail = row[2].as<uint64_t>();
+      if (tail > tails[i]) {
+        tails[i] = tail;
+        behind.push_back(i);
+      }
+    }
+  });
+  for (auto& a : out)
+    if (a.info && !claimed[at.at(a.id)]) { // removed since it was read
+      a.info.reset();
+      a.error = store_error(code::not_found, "no session " + a.id);
+    }
+  for (auto i : behind) {
+    auto& a = out[i];
+    try {
+      fold_up_to(*a.info, tails[i], [&](uint64_t after, uint64_t limit) {
+        return read_events(a.id, after, static_cast<size_t>(limit));
+      });
+    } catch (const store_error& e) { // claimed already: fail alone
+      a.info.reset();
+      a.error = e;
+    }
+  }
+  return out;
 }
 
 std::optional<std::string> postgres_store::find_by_role(const std::string& role) {

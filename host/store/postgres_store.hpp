@@ -45,6 +45,9 @@ public:
   std::optional<session_info> load(const std::string& id) override;
   uint64_t activate(const std::string& id) override;
   std::vector<uint64_t> activate_many(const std::vector<std::string>& ids) override;
+  /// One statement reads all of them, one claims them all (rows locked in
+  /// id order); only a session with events after its snapshot costs more.
+  std::vector<activation> load_activate_many(const std::vector<std::string>& ids) override;
   std::optional<std::string> find_by_role(const std::string& role) override;
   session_page list(const session_filter& filter, const std::string& cursor,
                     size_t limit) override;

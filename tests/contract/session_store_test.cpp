@@ -451,6 +451,13 @@ TEST_P(session_store_contract, load_activate_many_loads_and_claims_each_in_order
   EXPECT_STORE_ERROR(store_->append({batch("c", 2, make_events("c", 1, 1))}),
                      code::stale_epoch);
   store_->append({batch("a", 2, make_events("a", 5, 1, 2))});
+  // An id no store can hold (invalid UTF-8) is unknown like any other.
+  auto odd = store_->load_activate_many({std::string{"b\xff"}, "b"});
+  ASSERT_EQ(odd.size(), 2u);
+  ASSERT_TRUE(odd[0].error);
+  EXPECT_EQ(odd[0].error->error_code(), code::not_found);
+  ASSERT_TRUE(odd[1].info);
+  EXPECT_EQ(odd[1].info->epoch, 3u);
   EXPECT_TRUE(store_->load_activate_many({}).empty());
 }
 
