@@ -57,8 +57,9 @@ struct host_state {
   // Shared with the exit path, which runs after the state is gone.
   std::shared_ptr<loaded_map> loaded_owner = std::make_shared<loaded_map>();
   loaded_map& loaded = *loaded_owner;
-  // Keys point into `loaded` (its nodes never move).
-  std::unordered_map<caf::actor_addr, const session_key*> by_addr;
+  // Keys point into `loaded` (its nodes never move). By actor id, not
+  // address: an integer hashes for free and holds no reference.
+  std::unordered_map<caf::actor_id, const session_key*> by_actor;
   // Only sessions with a peer: identity by id, and ids by identity.
   std::unordered_map<std::string, std::string> peer_of;
   std::unordered_map<std::string, std::set<std::string>> by_peer;
@@ -97,7 +98,7 @@ struct host_state {
   // (16 bytes per idle session instead of a CAF timer each), earliest first.
   struct idle_entry {
     micros at;
-    caf::actor_addr session;
+    caf::actor_id session;
     bool operator>(const idle_entry& x) const { return at > x.at; }
   };
   std::priority_queue<idle_entry, std::vector<idle_entry>,
@@ -165,7 +166,7 @@ void forget(host_state& st, const std::string& id) {
   if (i == st.loaded.end())
     return;
   index_peer(st, id, "");
-  st.by_addr.erase(i->second.handle.address());
+  st.by_actor.erase(i->second.handle.id());
   st.loaded.erase(i);
 }
 
@@ -193,10 +194,10 @@ session_actor adopt(self_pointer self, session_info info,
   auto handle = spawn_session(self->system(), std::move(start));
   self->monitor(handle);
   auto i = st.loaded.insert_or_assign(std::move(key), host_state::entry{handle}).first;
-  st.by_addr[handle.address()] = &i->first;
+  st.by_actor[handle.id()] = &i->first;
   if (idle_us > 0) {
     st.idle_queue.push(
-      host_state::idle_entry{svc.clock->now() + idle_us, handle.address()});
+      host_state::idle_entry{svc.clock->now() + idle_us, handle.id()});
     arm_idle_tick(self);
   }
   return handle;
@@ -678,8 +679,8 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
   });
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    auto i = st.by_addr.find(dm.source);
-    if (i == st.by_addr.end())
+    auto i = st.by_actor.find(dm.source.id());
+    if (i == st.by_actor.end())
       return;
     auto id = i->second->str();
     if (!st.unloading.count(id)) // an unload cleans up after itself
@@ -903,8 +904,8 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
     },
     [self](idle_soon_atom, micros at) {
       auto& st = self->state;
-      st.idle_queue.push(host_state::idle_entry{
-        at, caf::actor_cast<caf::actor_addr>(self->current_sender())});
+      if (auto& sender = self->current_sender())
+        st.idle_queue.push(host_state::idle_entry{at, sender->id()});
       arm_idle_tick(self);
     },
     [self](idle_tick_atom, uint64_t gen) {
@@ -914,10 +915,10 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       st.idle_armed_at = 0;
       auto now = st.args.services->clock->now();
       while (!st.idle_queue.empty() && st.idle_queue.top().at <= now) {
-        auto addr = st.idle_queue.top().session;
+        auto actor = st.idle_queue.top().session;
         st.idle_queue.pop();
-        auto i = st.by_addr.find(addr);
-        if (i == st.by_addr.end())
+        auto i = st.by_actor.find(actor);
+        if (i == st.by_actor.end())
           continue;
         auto id = i->second->str();
         if (st.unloading.count(id))

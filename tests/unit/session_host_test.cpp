@@ -56,6 +56,21 @@ TEST_F(host_test, create_then_locate_by_id_and_role) {
   EXPECT_EQ(store->load(created->id)->type, "agent");
 }
 
+TEST_F(host_test, a_session_actor_that_dies_is_loaded_again_from_the_store) {
+  auto created = create("agent", "", {{"user", "ada"}});
+  ASSERT_TRUE(created) << message_of(created.error());
+  auto first = session(created->id);
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  // The host forgets it once it sees the actor go (bounded: 200 x 50 ms).
+  for (int i = 0; i < 200 && loaded(created->id); ++i)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(loaded(created->id));
+  auto again = session(created->id); // loads it on demand
+  EXPECT_NE(again, first);
+  EXPECT_EQ(info_of(created->id).metadata.at("user"), "ada");
+  EXPECT_TRUE(loaded(created->id));
+}
+
 TEST_F(host_test, an_agent_create_is_answered_by_the_host_once_stored) {
   // agent's start is quiet: the host answers for the new session (its actor
   // runs only once something reaches it), with what the session then shows.
