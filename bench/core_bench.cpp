@@ -4,21 +4,33 @@
 //                   request: sessions/s (and per CPU-second of the process)
 //   activation_batched  the same with batch creates of 100 sessions each
 //   memory          resident bytes per loaded idle session at N sessions
-//   activation_of_stored  load sessions that are only in the store: sessions/s
+//   activation_of_stored  load ACTIVE sessions that are only in the store:
+//                   sessions/s (a load counts once the host's reply says the
+//                   session is loaded and ACTIVE)
 //   reload          unload + load round trip of one session: µs
 //   publish         durable publish throughput, one session and 100 sessions,
 //                   with one subscriber each: events/s
 //
 // Usage: core_bench [--sessions=N] [--store=memory:|sqlite:PATH] [--quick]
 //                   [--idle-timer=on|off] [--policy=stealing|sharing]
-//                   [--threads=N] [--only=activation] [--sliding]
+//                   [--threads=N] [--only=activation|stored] [--sliding]
+//                   [--reload=N] [--loads=N] [--thread-cpu] [--perf-ctl=FIFO]
 // (--quick: tiny sizes, for CI to keep the benchmark working; --only=activation:
-// print the first two figures and exit at once, for a profiler; --sliding:
-// a sliding window of requests instead of one window after the other).
+// print the first two figures and exit at once, for a profiler; --only=stored:
+// create the sessions in batches, then print activation_of_stored alone and
+// exit, for a profiler; --reload: how many stored sessions to unload and load
+// again (10,000; 1,000 with --quick), --loads=0: unload them but load none (a
+// profile's baseline: subtract it to get the loads alone); --sliding: a sliding window
+// of requests instead of one window after the other; --thread-cpu: each
+// thread's CPU time over the stored loads, on stderr; --perf-ctl: enables a
+// `perf record --control=fifo:FIFO -D -1` for the stored loads alone).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <sys/resource.h>
@@ -56,6 +68,53 @@ double cpu_seconds() {
   return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
+// CPU time per thread (name → ticks) of this process: which thread a
+// figure's CPU went to (--thread-cpu).
+std::map<std::string, long> thread_ticks() {
+  std::map<std::string, long> out;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in{e.path() / "stat"};
+    std::string line;
+    std::getline(in, line);
+    auto open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos)
+      continue;
+    auto name = line.substr(open + 1, close - open - 1) + "/"
+                + e.path().filename().string();
+    std::istringstream rest{line.substr(close + 2)};
+    std::string f;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> f; ++i) {
+      if (i == 14) utime = std::stol(f);
+      if (i == 15) stime = std::stol(f);
+    }
+    out[name] = utime + stime;
+    // Context switches, as "name cs": what each thread's wake-ups cost.
+    std::ifstream status{e.path() / "status"};
+    long cs = 0;
+    while (std::getline(status, line))
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0
+          || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        cs += std::stol(line.substr(line.find(':') + 1));
+    out[name + " cs"] = cs;
+  }
+  return out;
+}
+
+void print_thread_cpu(const std::map<std::string, long>& before) {
+  auto hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (auto& [name, t] : thread_ticks()) {
+    auto i = before.find(name);
+    auto d = t - (i == before.end() ? 0 : i->second);
+    if (d <= 0)
+      continue;
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, " cs") == 0)
+      std::fprintf(stderr, "thread %s %ld\n", name.c_str(), d);
+    else
+      std::fprintf(stderr, "thread %s cpu_s %.3f\n", name.c_str(), d / hz);
+  }
+}
+
 double seconds_since(steady_clock::time_point t0) {
   return duration<double>(steady_clock::now() - t0).count();
 }
@@ -79,6 +138,10 @@ std::string arg(int argc, char** argv, const std::string& name,
 // clients would), which makes the host wake per message rather than drain
 // a burst.
 bool sliding = false;
+// Replies that were not what the figure counts (an info not loaded or not
+// ACTIVE where `want_active`): reported, never counted.
+bool want_active = false;
+size_t not_counted = 0;
 
 template <class Make>
 size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
@@ -88,6 +151,11 @@ size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
   auto receive_one = [&] {
     self->receive(
       [&](session_info& info) {
+        if (!info.loaded
+            || (want_active && info.state != session_state::active)) {
+          ++not_counted;
+          return;
+        }
         ++ok;
         if (ids)
           ids->push_back(info.id);
@@ -126,6 +194,35 @@ caf::behavior counting_subscriber(caf::event_based_actor*,
   }};
 }
 
+// Takes each session CREATED → SPAWNING → ACTIVE as its agent would, so the
+// stored loads load ACTIVE sessions. Windows of 1,000 requests.
+void activate_all(caf::scoped_actor& self, const session_host_actor& host,
+                  const std::vector<std::string>& ids) {
+  for (size_t at = 0; at < ids.size(); at += 1000) {
+    size_t n = std::min<size_t>(1000, ids.size() - at);
+    std::vector<session_actor> handles;
+    for (size_t i = 0; i < n; ++i)
+      self->send(host, get_session_atom::value, ids[at + i]);
+    for (size_t i = 0; i < n; ++i)
+      self->receive([&](session_actor& h) { handles.push_back(h); },
+                    [&](caf::error& e) {
+                      std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
+                    });
+    for (int step = 0; step < 2; ++step) {
+      for (auto& h : handles) {
+        if (step == 0)
+          self->send(h, begin_spawn_atom::value);
+        else
+          self->send(h, activate_atom::value, std::string{"bench"});
+      }
+      for (size_t i = 0; i < handles.size(); ++i)
+        self->receive([](session_info&) {}, [&](caf::error& e) {
+          std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
+        });
+    }
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -151,12 +248,73 @@ int main(int argc, char** argv) {
     opts.config.idle_timeout = 0ms;
   embedded_host host{sys, opts};
 
+  auto only = arg(argc, argv, "only", "");
+  size_t reload_n = std::stoul(arg(argc, argv, "reload", quick ? "1000" : "10000"));
+  std::vector<std::string> ids;
+  ids.reserve(sessions);
+  // -- activation of stored sessions: unload some, then load them again ---
+  auto stored_loads = [&] {
+    size_t reload = std::min<size_t>(ids.size(), reload_n);
+    std::vector<std::string> some(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(reload));
+    activate_all(self, host.host(), some);
+    pipelined(self, reload, 256, [&](size_t i) {
+      self->send(host.host(), unload_atom::value, ids[i]);
+    });
+    not_counted = 0;
+    want_active = true;
+    bool per_thread = arg(argc, argv, "thread-cpu", "") == "1";
+    auto ticks0 = per_thread ? thread_ticks() : std::map<std::string, long>{};
+    // --perf-ctl=FIFO: perf record --control=fifo:FIFO -D -1 profiles the
+    // loads alone.
+    auto perf_ctl = arg(argc, argv, "perf-ctl", "");
+    auto tell_perf = [&](const char* what) {
+      if (perf_ctl.empty())
+        return;
+      std::ofstream ctl{perf_ctl};
+      ctl << what << '\n' << std::flush;
+    };
+    tell_perf("enable");
+    auto cpu0 = cpu_seconds();
+    auto t0 = steady_clock::now();
+    auto loads = std::min<size_t>(
+      reload, std::stoul(arg(argc, argv, "loads", std::to_string(reload))));
+    auto loaded = pipelined(self, loads, 1000, [&](size_t i) {
+      self->send(host.host(), load_atom::value, ids[i]);
+    });
+    auto secs = seconds_since(t0);
+    auto cpu = cpu_seconds() - cpu0;
+    tell_perf("disable");
+    want_active = false;
+    if (per_thread)
+      print_thread_cpu(ticks0);
+    std::printf("{\"bench\":\"activation_of_stored\",\"store\":\"%s\","
+                "\"sessions\":%zu,\"seconds\":%.3f,\"sessions_per_s\":%.0f,"
+                "\"cpu_s\":%.3f,\"sessions_per_cpu_s\":%.0f,"
+                "\"not_counted\":%zu}\n",
+                store_url.c_str(), loaded, secs, loaded / secs, cpu,
+                loaded / cpu, not_counted);
+  };
+  if (only == "stored") {
+    std::vector<session_spec> specs(100, session_spec{"agent", "", {}});
+    for (size_t made = 0; made < sessions; made += 100)
+      self->request(host.host(), 60s, create_atom::value, specs)
+        .receive(
+          [&](std::vector<session_info>& infos) {
+            for (auto& i : infos)
+              ids.push_back(i.id);
+          },
+          [](caf::error& e) {
+            std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
+          });
+    stored_loads();
+    std::fflush(stdout);
+    _exit(0);
+  }
+
   // -- activation and memory ---------------------------------------------
   auto rss0 = rss_bytes();
   auto cpu0 = cpu_seconds();
   auto t0 = steady_clock::now();
-  std::vector<std::string> ids;
-  ids.reserve(sessions);
   auto created = pipelined(
     self, sessions, 1000,
     [&](size_t) {
@@ -176,7 +334,7 @@ int main(int argc, char** argv) {
               "\"rss_delta_bytes\":%zu,\"bytes_per_session\":%.0f}\n",
               created, rss1 - rss0,
               static_cast<double>(rss1 - rss0) / static_cast<double>(created));
-  if (arg(argc, argv, "only", "") == "activation") {
+  if (only == "activation") {
     // Every create was acknowledged, so durable: skip the unloads of a
     // shutdown, which would swamp a profile of the creates.
     std::fflush(stdout);
@@ -203,22 +361,7 @@ int main(int argc, char** argv) {
                 made / cpu);
   }
 
-  // -- activation of stored sessions: unload some, then load them again ---
-  size_t reload = std::min<size_t>(ids.size(), quick ? 1000 : 10000);
-  pipelined(self, reload, 256, [&](size_t i) {
-    self->send(host.host(), unload_atom::value, ids[i]);
-  });
-  cpu0 = cpu_seconds();
-  t0 = steady_clock::now();
-  auto loaded = pipelined(self, reload, 1000, [&](size_t i) {
-    self->send(host.host(), load_atom::value, ids[i]);
-  });
-  secs = seconds_since(t0);
-  cpu = cpu_seconds() - cpu0;
-  std::printf("{\"bench\":\"activation_of_stored\",\"store\":\"%s\","
-              "\"sessions\":%zu,\"seconds\":%.3f,\"sessions_per_s\":%.0f,"
-              "\"cpu_s\":%.3f,\"sessions_per_cpu_s\":%.0f}\n",
-              store_url.c_str(), loaded, secs, loaded / secs, cpu, loaded / cpu);
+  stored_loads();
 
   // -- unload/load round trip ---------------------------------------------
   session_info one;
