@@ -44,6 +44,18 @@ namespace sessionhost {
 
 namespace {
 
+using session_cont = std::function<void(const session_actor&)>;
+using error_cont = std::function<void(const caf::error&)>;
+
+// An operation waiting for a session to be loaded: either `ok`/`fail`, or a
+// load request, answered with the session's info (`load`).
+struct session_waiter {
+  session_cont ok;
+  error_cont fail;
+  caf::typed_response_promise<session_info> load;
+  bool is_load = false;
+};
+
 struct host_state {
   static inline const char* name = "sessionhost.session_host";
 
@@ -90,10 +102,7 @@ struct host_state {
     unload_backlog;
   size_t unloads_in_flight = 0;
   // Loads of the current burst with the operations waiting for each.
-  std::unordered_map<std::string,
-                     std::vector<std::pair<std::function<void(const session_actor&)>,
-                                           std::function<void(const caf::error&)>>>>
-    loading;
+  std::unordered_map<std::string, std::vector<session_waiter>> loading;
   // Idle passivation: when to ask which session whether it is still idle
   // (16 bytes per idle session instead of a CAF timer each), earliest first.
   struct idle_entry {
@@ -119,8 +128,6 @@ host_state::entry* find_loaded(host_state& st, const std::string& id) {
 bool is_loaded(host_state& st, const std::string& id) {
   return find_loaded(st, id) != nullptr;
 }
-using session_cont = std::function<void(const session_actor&)>;
-using error_cont = std::function<void(const caf::error&)>;
 
 caf::error from_store(const store_error& e) {
   using code = store_error::code;
@@ -203,33 +210,62 @@ session_actor adopt(self_pointer self, session_info info,
   return handle;
 }
 
-// Runs `ok` with the session's handle, loading it first (activation on
+// Hands a waiter its session. `fresh`: the session as it was just loaded,
+// when its actor has nothing to do before its first message (a quiet start):
+// then that is what the session itself would answer, and a load is answered
+// here, without a turn of the session (which stays unscheduled).
+void serve(session_waiter& w, const session_actor& h,
+           const session_info* fresh) {
+  if (!w.is_load)
+    w.ok(h);
+  else if (fresh)
+    w.load.deliver(*fresh);
+  else
+    w.load.delegate(h, info_atom::value);
+}
+
+void refuse(session_waiter& w, const caf::error& err) {
+  if (w.is_load)
+    w.load.deliver(err);
+  else
+    w.fail(err);
+}
+
+// Serves `w` with the session `id`, loading it first (activation on
 // demand); waits for an unload in progress to finish so the session is never
 // loaded twice. Loads of a burst are activated together by load_commit.
-void with_session(self_pointer self, const std::string& id, session_cont ok,
-                  error_cont fail) {
+void with_session(self_pointer self, const std::string& id, session_waiter w) {
   auto& st = self->state;
   if (auto i = st.unloading.find(id); i != st.unloading.end()) {
-    i->second.push_back([self, id, ok, fail] {
-      with_session(self, id, ok, fail);
+    i->second.push_back([self, id, w]() mutable {
+      with_session(self, id, std::move(w));
     });
     return;
   }
   if (auto e = find_loaded(st, id)) {
-    ok(e->handle);
+    serve(w, e->handle, nullptr);
     return;
   }
   if (!valid_session_id(id)) {
-    fail(make_error(errc::not_found, "malformed session id"));
+    refuse(w, make_error(errc::not_found, "malformed session id"));
     return;
   }
   if (st.shutting_down) {
-    fail(make_error(errc::unavailable, "host is shutting down"));
+    refuse(w, make_error(errc::unavailable, "host is shutting down"));
     return;
   }
   if (st.loading.empty())
     self->send(self, load_commit_atom::value);
-  st.loading[id].emplace_back(std::move(ok), std::move(fail));
+  st.loading[id].push_back(std::move(w));
+}
+
+// Runs `ok` with the session's handle, loading it first.
+void with_session(self_pointer self, const std::string& id, session_cont ok,
+                  error_cont fail) {
+  session_waiter w;
+  w.ok = std::move(ok);
+  w.fail = std::move(fail);
+  with_session(self, id, std::move(w));
 }
 
 caf::error load_error(const std::string& id, const store_error& e) {
@@ -250,7 +286,7 @@ void commit_loads(self_pointer self) {
   st.loading.clear();
   auto fail_all = [](auto& waiters, const caf::error& err) {
     for (auto& w : waiters)
-      w.second(err);
+      refuse(w, err);
   };
   if (st.shutting_down) {
     for (auto& [id, waiters] : batch)
@@ -262,7 +298,7 @@ void commit_loads(self_pointer self) {
   for (auto& [id, waiters] : batch) {
     if (auto e = find_loaded(st, id)) {
       for (auto& w : waiters) // loaded by a create in between: nothing to do
-        w.first(e->handle);
+        serve(w, e->handle, nullptr);
       continue;
     }
     ids.push_back(id);
@@ -286,9 +322,22 @@ void commit_loads(self_pointer self) {
         fail_all(waiters, load_error(a.id, *a.error));
       continue;
     }
-    auto handle = adopt(self, std::move(*a.info), {}, false);
+    // A quiet start: the session's actor does nothing before its first
+    // message, so it is what was loaded (as loaded, without its old peer
+    // connection) and the host answers loads for it.
+    auto& svc = *st.args.services;
+    auto type = svc.types ? svc.types->make(a.info->type) : nullptr;
+    std::optional<session_info> fresh;
+    if (type && type->quiet_start()
+        && std::any_of(waiters.begin(), waiters.end(),
+                       [](auto& w) { return w.is_load; })) {
+      fresh = *a.info;
+      fresh->loaded = true;
+      fresh->peer_connected = false;
+    }
+    auto handle = adopt(self, std::move(*a.info), {}, false, std::move(type));
     for (auto& w : waiters)
-      w.first(handle);
+      serve(w, handle, fresh ? &*fresh : nullptr);
   }
 }
 
@@ -763,13 +812,11 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       return out;
     },
     [self](load_atom, const std::string& id) -> caf::result<session_info> {
-      auto rp = self->make_response_promise<session_info>();
-      with_session(
-        self, id,
-        [self, rp](const session_actor& h) mutable {
-          rp.delegate(h, info_atom::value);
-        },
-        [rp](const caf::error& e) mutable { rp.deliver(e); });
+      session_waiter w;
+      w.is_load = true;
+      w.load = self->make_response_promise<session_info>();
+      auto rp = w.load;
+      with_session(self, id, std::move(w));
       return rp;
     },
     [self](unload_atom, const std::string& id) -> caf::result<session_info> {

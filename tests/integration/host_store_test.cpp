@@ -329,6 +329,92 @@ TEST_P(host_store, creates_across_bursts_are_stored_once_and_a_role_goes_to_one)
   }
 }
 
+// A burst of loads with everything mixed in: sessions only in the store
+// (some ACTIVE, some with messages), sessions this host
+// has loaded already, sessions another host has active (claimed from it),
+// unknown and malformed ids, and each asked for twice. Every answer is what
+// the session itself says once loaded; each stored session is claimed once
+// here; the unknown ones fail with not_found and nothing of them is stored.
+TEST_P(host_store, a_burst_of_loads_with_unknown_loaded_and_foreign_ids_mixed_in) {
+  process a{url_};
+  std::vector<std::string> stored_only, elsewhere;
+  std::map<std::string, session_info> before; // as stored (or active on a)
+  for (int i = 0; i < 12; ++i) {
+    auto id = a.create("agent").id;
+    auto h = a.get(id);
+    ASSERT_TRUE(h);
+    if (i % 2 == 0) { // ACTIVE, as its agent made it
+      ASSERT_TRUE(a.call<session_info>(*h, begin_spawn_atom::value));
+      ASSERT_TRUE(a.call<session_info>(*h, activate_atom::value,
+                                       std::string{"agent-" + std::to_string(i)}));
+    }
+    if (i % 3 == 0) { // events after its last snapshot
+      ASSERT_TRUE(a.call<uint64_t>(*h, message_atom::value,
+                                   std::string{R"({"n":1})"}));
+    }
+    before[id] = a.info(id);
+    if (i < 8) {
+      ASSERT_TRUE(a.call<session_info>(a.host->host(), unload_atom::value, id));
+      stored_only.push_back(id);
+    } else {
+      elsewhere.push_back(id); // stays active on a
+    }
+  }
+  process b{url_};
+  std::vector<std::string> here; // loaded on b before the burst
+  for (auto& id : {stored_only[0], stored_only[1]}) {
+    here.push_back(id);
+    before[id] = b.info(id);
+  }
+  std::vector<std::string> unknown{"01HZZZZZZZZZZZZZZZZZZZZZZZ", "not a session id",
+                                   ""};
+  std::vector<std::string> burst;
+  for (int round = 0; round < 2; ++round) {
+    burst.insert(burst.end(), stored_only.begin(), stored_only.end());
+    burst.insert(burst.end(), elsewhere.begin(), elsewhere.end());
+    burst.insert(burst.end(), unknown.begin(), unknown.end());
+  }
+  for (auto& id : burst)
+    b.self->send(b.host->host(), load_atom::value, id);
+  std::map<std::string, std::vector<session_info>> got;
+  size_t refused = 0;
+  for (size_t i = 0; i < burst.size(); ++i)
+    b.self->receive(
+      [&](session_info& info) { got[info.id].push_back(std::move(info)); },
+      [&](caf::error& err) {
+        EXPECT_EQ(code_of(err), errc::not_found) << message_of(err);
+        ++refused;
+      },
+      caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+  EXPECT_EQ(refused, 2 * unknown.size());
+  EXPECT_EQ(got.size(), stored_only.size() + elsewhere.size());
+  for (auto& [id, answers] : got) {
+    ASSERT_EQ(answers.size(), 2u) << id;
+    auto& was = before[id];
+    auto now = b.info(id); // what the session itself says
+    bool loaded_before = std::count(here.begin(), here.end(), id) > 0;
+    for (auto& x : answers) {
+      EXPECT_EQ(x, now) << id;
+      EXPECT_TRUE(x.loaded) << id;
+      EXPECT_FALSE(x.peer_connected) << id;
+      EXPECT_EQ(x.state, was.state) << id;
+      EXPECT_EQ(x.metadata, was.metadata) << id;
+      EXPECT_EQ(x.last_seq, was.last_seq) << id;
+      EXPECT_EQ(x.message_count, was.message_count) << id;
+      // Claimed once by b: one epoch past the last activation (a's), or
+      // b's own from before the burst.
+      EXPECT_EQ(x.epoch, loaded_before ? was.epoch : was.epoch + 1) << id;
+      EXPECT_EQ(b.store->load(id)->epoch, x.epoch) << id;
+    }
+  }
+  // Active on a before: b's activation fenced it there.
+  for (auto& id : elsewhere) {
+    auto refused_write = a.publish(id, R"({"from":"a"})");
+    EXPECT_FALSE(refused_write) << id;
+  }
+  EXPECT_FALSE(b.store->load(unknown.front())) << "nothing stored for it";
+}
+
 INSTANTIATE_TEST_SUITE_P(stores, host_store, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
