@@ -14,6 +14,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "actors/atoms.hpp"
+#include "actors/client_feed.hpp"
 #include "actors/hooks.hpp"
 #include "host/event.hpp"
 #include "host/json_check.hpp"
@@ -181,6 +182,11 @@ using client_hub_actor = caf::typed_actor<
   // of all of them (CAF 0.17 keeps pending responses in a flat map).
   caf::replies_to<hub_subscribe_atom, caf::actor, std::string, bool>::with<
     uint64_t>,
+  // The same for a client the hub writes to itself (client_feed.hpp): no
+  // message and no credit per batch; `client` is monitored, and told
+  // lagged/unloaded like any other.
+  caf::replies_to<hub_subscribe_atom, caf::actor, std::string,
+                  client_feed_ptr>::with<uint64_t>,
   // (client, session_id, n): the client processed n events of the session.
   caf::reacts_to<hub_credit_atom, caf::actor, std::string, uint64_t>,
   caf::replies_to<hub_unsubscribe_atom, caf::actor, std::string>::with<bool>,

@@ -30,7 +30,17 @@ struct hub_state {
       caf::actor client;
       caf::typed_response_promise<uint64_t> rp;
       bool credits;
+      client_feed_ptr feed; // set: written to directly
     };
+    // Clients the hub writes to itself (client_feed.hpp).
+    struct fed {
+      caf::actor client;
+      client_feed_ptr feed;
+    };
+    std::vector<fed> feeds;
+    bool empty() const noexcept {
+      return bus.empty() && feeds.empty() && waiting.empty();
+    }
     std::vector<waiter> waiting; // subscribed before the listener watched
   };
 
@@ -44,13 +54,36 @@ using self_pointer = client_hub_actor::stateful_pointer<hub_state>;
 
 void add_client(self_pointer self, hub_state::session_clients& sc,
                 const std::string& id, const caf::actor& client,
-                bool credits) {
-  if (sc.bus.add(client, sc.last_seq, credits)) {
-    auto& subs = self->state.by_client[client.address()];
-    if (subs.empty())
-      self->monitor(client);
-    subs.insert(id);
+                bool credits, client_feed_ptr feed) {
+  if (feed) {
+    auto i = std::find_if(sc.feeds.begin(), sc.feeds.end(),
+                          [&](auto& f) { return f.client == client; });
+    if (i != sc.feeds.end()) {
+      i->feed = std::move(feed); // the client's newer subscription
+      return;
+    }
+    if (sc.bus.contains(client.address()))
+      return;
+    sc.feeds.push_back({client, std::move(feed)});
+  } else if (!sc.bus.add(client, sc.last_seq, credits)) {
+    return;
   }
+  auto& subs = self->state.by_client[client.address()];
+  if (subs.empty())
+    self->monitor(client);
+  subs.insert(id);
+}
+
+// Removes a client from the bus or the feeds; returns whether it was there.
+bool remove_client(hub_state::session_clients& sc, const caf::actor_addr& a) {
+  if (sc.bus.remove(a))
+    return true;
+  auto i = std::find_if(sc.feeds.begin(), sc.feeds.end(),
+                        [&](auto& f) { return f.client.address() == a; });
+  if (i == sc.feeds.end())
+    return false;
+  sc.feeds.erase(i);
+  return true;
 }
 
 void forget_client(self_pointer self, const caf::actor_addr& client,
@@ -70,8 +103,7 @@ void forget_client(self_pointer self, const caf::actor_addr& client,
 void maybe_unwatch(self_pointer self, const std::string& id) {
   auto& st = self->state;
   auto i = st.sessions.find(id);
-  if (i == st.sessions.end() || !i->second.bus.empty()
-      || !i->second.waiting.empty())
+  if (i == st.sessions.end() || !i->second.empty())
     return;
   if (i->second.watching)
     self->send(st.listener, unwatch_atom::value, id);
@@ -87,6 +119,10 @@ void drop_session(self_pointer self, const std::string& id, Tell tell) {
   if (i == st.sessions.end())
     return;
   auto subs = i->second.bus.subscribers();
+  // A fed client is told the last seq the hub handed it.
+  for (auto& f : i->second.feeds)
+    subs.push_back({std::move(f.client), 0, i->second.last_seq, false});
+  i->second.feeds.clear();
   i->second.watching = false;
   for (auto& s : subs) {
     forget_client(self, s.handle.address(), id);
@@ -100,17 +136,18 @@ void drop_session(self_pointer self, const std::string& id, Tell tell) {
 }
 
 caf::result<uint64_t> subscribe(self_pointer self, caf::actor client,
-                                const std::string& id, bool credits) {
+                                const std::string& id, bool credits,
+                                client_feed_ptr feed = nullptr) {
   auto& st = self->state;
   if (!client)
     return make_error(errc::bad_request, "invalid client");
   auto& sc = st.sessions[id];
   if (sc.watching) {
-    add_client(self, sc, id, client, credits);
+    add_client(self, sc, id, client, credits, std::move(feed));
     return sc.last_seq;
   }
   auto rp = self->make_response_promise<uint64_t>();
-  sc.waiting.push_back({client, rp, credits});
+  sc.waiting.push_back({client, rp, credits, std::move(feed)});
   if (sc.waiting.size() > 1)
     return rp; // a watch request is under way
   self->request(st.listener, caf::infinite, watch_atom::value, id)
@@ -123,7 +160,7 @@ caf::result<uint64_t> subscribe(self_pointer self, caf::actor client,
         auto waiting = std::move(sc.waiting);
         sc.waiting.clear();
         for (auto& w : waiting) {
-          add_client(self, sc, id, w.client, w.credits);
+          add_client(self, sc, id, w.client, w.credits, std::move(w.feed));
           w.rp.deliver(last);
         }
         maybe_unwatch(self, id); // every waiter may be gone already
@@ -160,7 +197,7 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
     st.by_client.erase(i);
     for (auto& id : ids) {
       if (auto j = st.sessions.find(id); j != st.sessions.end())
-        j->second.bus.remove(dm.source);
+        remove_client(j->second, dm.source);
       maybe_unwatch(self, id);
     }
   });
@@ -173,6 +210,12 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
            bool credits) -> caf::result<uint64_t> {
       return subscribe(self, std::move(client), id, credits);
     },
+    [self](hub_subscribe_atom, caf::actor client, const std::string& id,
+           client_feed_ptr& feed) -> caf::result<uint64_t> {
+      if (!feed)
+        return make_error(errc::bad_request, "invalid client feed");
+      return subscribe(self, std::move(client), id, true, std::move(feed));
+    },
     [self](hub_credit_atom, const caf::actor& client, const std::string& id,
            uint64_t n) {
       auto& st = self->state;
@@ -183,7 +226,7 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
       auto& st = self->state;
       auto i = st.sessions.find(id);
       if (!client || i == st.sessions.end()
-          || !i->second.bus.remove(client.address()))
+          || !remove_client(i->second, client.address()))
         return false;
       forget_client(self, client.address(), id);
       maybe_unwatch(self, id);
@@ -198,7 +241,20 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
       auto last = events.back().seq;
       auto n = static_cast<uint64_t>(events.size());
       sc.last_seq = last;
-      // One message for every client of the session.
+      // Fed clients first, each written to in this turn: no message, no
+      // turn of their own. One that takes no more is forgotten (it closed,
+      // or its connection was closed for being too slow).
+      for (auto f = sc.feeds.begin(); f != sc.feeds.end();) {
+        if (f->feed->take(events)) {
+          ++f;
+          continue;
+        }
+        forget_client(self, f->client.address(), id);
+        f = sc.feeds.erase(f);
+      }
+      if (sc.bus.empty())
+        return maybe_unwatch(self, id);
+      // One message for every other client of the session.
       auto msg = caf::make_message(events_atom::value, id, std::move(events));
       // The id shared by every client's credit handler: a copy each would
       // be an allocation per client and batch.
@@ -219,7 +275,9 @@ client_hub_actor::behavior_type hub_behavior(self_pointer self,
     [self](client_count_atom, const std::string& id) -> uint64_t {
       auto& st = self->state;
       auto i = st.sessions.find(id);
-      return i == st.sessions.end() ? 0 : i->second.bus.size();
+      return i == st.sessions.end()
+               ? 0
+               : i->second.bus.size() + i->second.feeds.size();
     },
     [self](unwatch_atom, const std::string& id) {
       // The listener lost the session (gone without unloading, or it

@@ -3,7 +3,9 @@
 //
 // The hub keeps, per session, the clients subscribed to it (an event_bus, so
 // each client has its own bounded window) and sends each client the events
-// the broadcast listener forwards. The listener subscribes to a session's bus
+// the broadcast listener forwards; a client that subscribed with a
+// client_feed (a WebSocket connection) is written to in the hub's own turn
+// instead, bounded by its socket queue. The listener subscribes to a session's bus
 // only while the hub has clients for it, so sessions without clients stay
 // idle and can be passivated. A client that lags (or whose session vanished
 // without unloading) gets (lagged_atom, session_id, last_seq) and may

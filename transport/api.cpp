@@ -472,7 +472,6 @@ api::api(caf::actor_system& sys, embedded_host& host, api_options opts,
   ctx_->tokens = std::move(opts.tokens);
   ctx_->origins = origin_policy{opts.allowed_origins};
   ctx_->timeout = opts.request_timeout;
-  ctx_->credit_every = std::clamp<uint64_t>(host.client_window() / 16, 1, 64);
 }
 
 api::~api() = default;

@@ -33,11 +33,6 @@ struct api_context {
   std::shared_ptr<const token_table> tokens; // null: no authentication
   origin_policy origins;
   std::chrono::milliseconds timeout{10'000};
-  /// Live events a connection confirms to the hub in one credit message
-  /// (not one per delivery: a hub turn per client and event at moderate
-  /// rates). At most a sixteenth of the hub's window, so a client keeping
-  /// up is never taken for a slow one.
-  uint64_t credit_every = 1;
   std::shared_ptr<frame_cache> frames = make_frame_cache();
 
   /// Runs `f` (which hands something to the server) unless the api was

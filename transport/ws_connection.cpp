@@ -1,7 +1,8 @@
 // One actor per WebSocket connection (docs/PROTOCOL.md, "WebSocket"). Frames
 // from the io thread arrive as messages; replies and events go out through
 // the connection's bounded ws_sink. Subscriptions replay stored events from
-// the store, then continue with live events from the client hub: each
+// the store, then continue with live events the client hub writes to the
+// sink itself (live_feed, shared with the hub under its own lock): each
 // subscription keeps `last_sent` and drops anything at or below it, and a
 // gap (or a lagged notice) switches it back to reading from the store, so a
 // client never sees a gap or a duplicate. An unloaded session ends its
@@ -43,16 +44,13 @@ using flush_acks_atom = caf::atom_constant<caf::atom("t_flush")>;
 constexpr size_t replay_page = 256;
 constexpr size_t max_pending = 4096;
 
+class live_feed;
+
 struct subscription {
   uint64_t gen = 0;
-  uint64_t last_sent = 0;
-  uint64_t uncredited = 0; // live events received, not yet confirmed to the hub
   bool subscribing = true; // waiting for the hub's answer
-  bool replaying = false;  // reading from the store
-  // Live events held back meanwhile. A vector: an empty std::deque holds
-  // ~600 bytes, per subscription.
-  std::vector<event> pending;
   std::optional<uint64_t> unloaded_at; // the session was unloaded at this seq
+  std::shared_ptr<live_feed> feed;     // what the hub shares
 };
 
 struct ws_state {
@@ -114,12 +112,6 @@ void flush_outbox(self_ptr self) {
       s->send_frames(std::move(frames));
   });
 }
-
-/// Flushes the outbox when a delivery step ends, however it ends.
-struct flush_at_exit {
-  self_ptr self;
-  ~flush_at_exit() { flush_outbox(self); }
-};
 
 void send_frame(self_ptr self, std::string frame) {
   flush_outbox(self); // events gathered before it go first
@@ -254,13 +246,134 @@ std::shared_ptr<frame_cache> make_frame_cache() {
 
 namespace {
 
-/// `live`: straight from the hub (its ts feeds the publish-to-send
-/// histogram), not read back from the store.
-/// Gathered in the outbox: the caller flushes it (flush_at_exit).
-void send_event(self_ptr self, const event& e, bool live) {
-  auto& st = self->state;
-  st.outbox.push_back(
-    {st.ctx->frames->frame(e, st.proto, live), live ? e.ts : 0});
+/// Hands event frames to the connection's sink; false when it is closed,
+/// closing or was just closed for being over its bound.
+bool hand_over(api_context& ctx, const std::weak_ptr<ws_sink>& sink,
+               std::vector<outgoing_frame> frames) {
+  if (frames.empty())
+    return true;
+  bool ok = false;
+  // Strong references to the sink are taken only under if_open (see
+  // api_context), so none outlives the server.
+  ctx.if_open([&] {
+    if (auto s = sink.lock())
+      ok = s->send_frames(std::move(frames));
+  });
+  return ok;
+}
+
+/// A subscription's live side, shared by the connection's actor and the
+/// hub (client_feed.hpp). While it is live the hub writes the session's
+/// events to the socket itself, in its own turn; before that (the hub's
+/// answer under way, or reading from the store) the hub's events wait in
+/// `pending`, and the connection goes live under the lock once it sent
+/// what came before. Every event frame of the subscription is handed to
+/// the sink under the lock, so they go out in seq order, each once.
+class live_feed final : public client_feed {
+public:
+  live_feed(const std::shared_ptr<api_context>& ctx, std::weak_ptr<ws_sink> sink,
+            bool proto, caf::actor_addr conn, std::string id)
+    : ctx_(ctx), sink_(std::move(sink)), conn_(std::move(conn)),
+      id_(std::move(id)), proto_(proto) {}
+
+  bool take(const std::vector<event>& events) override {
+    auto ctx = ctx_.lock();
+    if (!ctx)
+      return false;
+    std::lock_guard<std::mutex> guard{mtx};
+    if (ended)
+      return false;
+    if (!live) {
+      hold(events.begin(), events.end());
+      return true;
+    }
+    std::vector<outgoing_frame> out;
+    write_live(*ctx, out, events.begin(), events.end());
+    return hand_over(*ctx, sink_, std::move(out));
+  }
+
+  /// REQUIRES: mtx held, not live. Keeps live events for later.
+  template <class Iter>
+  void hold(Iter first, Iter last) {
+    auto n = static_cast<size_t>(std::distance(first, last));
+    if (pending.size() + n > max_pending) {
+      // Everything here is durable: read from the store later (a gap
+      // sends the subscription back to it).
+      pending.clear();
+      return;
+    }
+    pending.insert(pending.end(), first, last);
+  }
+
+  /// REQUIRES: mtx held, live. Adds the frames of the events that come
+  /// next in line to `out`; at a gap the rest waits and the connection
+  /// reads the store.
+  template <class Iter>
+  void write_live(api_context& ctx, std::vector<outgoing_frame>& out,
+                  Iter first, Iter last) {
+    for (; first != last; ++first) {
+      auto& e = *first;
+      if (e.seq <= last_sent)
+        continue;
+      if (e.seq == last_sent + 1) {
+        out.push_back({ctx.frames->frame(e, proto_, true), e.ts});
+        last_sent = e.seq;
+        continue;
+      }
+      live = false;
+      replaying = true;
+      pending.insert(pending.end(), first, last);
+      if (auto a = caf::actor_cast<caf::actor>(conn_))
+        caf::anon_send(a, replay_atom::value, id_, gen);
+      return;
+    }
+  }
+
+  /// REQUIRES: mtx held. Goes live with what was held back.
+  void go_live(api_context& ctx, std::vector<outgoing_frame>& out) {
+    live = true;
+    replaying = false;
+    auto held = std::move(pending);
+    pending.clear();
+    write_live(ctx, out, held.begin(), held.end());
+  }
+
+  const std::weak_ptr<ws_sink>& sink() const noexcept { return sink_; }
+  bool proto() const noexcept { return proto_; }
+
+  std::mutex mtx;
+  // -- protected by mtx ------------------------------------------------------
+  uint64_t gen = 0;        // the subscription's, for replay_atom
+  uint64_t last_sent = 0;  // highest seq handed to the sink
+  bool live = false;       // the hub writes
+  bool replaying = false;  // the connection reads the store
+  bool ended = false;      // unsubscribed: the hub is told so by `take`
+  // Live events held back meanwhile. A vector: an empty std::deque holds
+  // ~600 bytes, per subscription.
+  std::vector<event> pending;
+
+private:
+  // -- constant after construction ---------------------------------------------
+  std::weak_ptr<api_context> ctx_; // the hub may hold us longer than the api
+  std::weak_ptr<ws_sink> sink_;
+  caf::actor_addr conn_;
+  std::string id_;
+  bool proto_;
+};
+
+/// Ends a subscription: the hub hears it from the feed at its next batch
+/// (and from hub_unsubscribe, when `tell_hub`).
+void end_subscription(self_ptr self, std::map<std::string, subscription>::iterator i,
+                      bool tell_hub) {
+  {
+    std::lock_guard<std::mutex> guard{i->second.feed->mtx};
+    i->second.feed->ended = true;
+  }
+  auto id = i->first;
+  self->state.subs.erase(i);
+  if (tell_hub)
+    caf::anon_send(self->state.ctx->hub, hub_unsubscribe_atom::value,
+                   caf::actor{self}, id);
 }
 
 /// Ends an unloaded session's subscription once it sent what there was.
@@ -269,52 +382,30 @@ void finish_unloaded(self_ptr self, const std::string& id) {
   if (i == self->state.subs.end() || !i->second.unloaded_at)
     return;
   auto last = *i->second.unloaded_at;
-  self->state.subs.erase(i);
+  end_subscription(self, i, false);
   send(self, json{{"op", "unloaded"}, {"session", id}, {"last_seq", last}});
-}
-
-void replay_step(self_ptr self, const std::string& id);
-
-/// Sends live events in order; a gap holds the rest back and switches to
-/// the store.
-template <class Iter>
-void deliver(self_ptr self, const std::string& id, subscription& sub,
-             Iter first, Iter last) {
-  flush_at_exit flush{self};
-  for (; first != last; ++first) {
-    auto& e = *first;
-    if (e.seq <= sub.last_sent)
-      continue;
-    if (e.seq == sub.last_sent + 1) {
-      send_event(self, e, true);
-      sub.last_sent = e.seq;
-      continue;
-    }
-    sub.replaying = true;
-    sub.pending.insert(sub.pending.end(), first, last);
-    self->send(self, replay_atom::value, id, sub.gen);
-    return;
-  }
-}
-
-void deliver_pending(self_ptr self, const std::string& id, subscription& sub) {
-  auto pending = std::move(sub.pending);
-  sub.pending.clear();
-  deliver(self, id, sub, pending.begin(), pending.end());
 }
 
 void replay_step(self_ptr self, const std::string& id) {
   auto i = self->state.subs.find(id);
-  if (i == self->state.subs.end() || !i->second.replaying)
+  if (i == self->state.subs.end())
     return;
-  flush_at_exit flush{self};
   auto& sub = i->second;
-  // Strong references to the sink are taken only under if_open (see
-  // api_context), so none outlives the server.
+  auto& feed = *sub.feed;
+  uint64_t from = 0;
+  {
+    // Only the connection ends a replay, and the hub leaves last_sent alone
+    // meanwhile: what is read here holds until the lock is taken again.
+    std::lock_guard<std::mutex> guard{feed.mtx};
+    if (!feed.replaying)
+      return;
+    from = feed.last_sent;
+  }
+  auto& ctx = *self->state.ctx;
   bool open = false;
   size_t queued = 0, limit = 0;
-  self->state.ctx->if_open([&] {
-    if (auto sink = self->state.sink.lock()) {
+  ctx.if_open([&] {
+    if (auto sink = feed.sink().lock()) {
       open = true;
       queued = sink->queued_bytes();
       limit = sink->queue_limit();
@@ -330,74 +421,98 @@ void replay_step(self_ptr self, const std::string& id) {
   }
   std::vector<event> page;
   try {
-    page = self->state.ctx->store->read_events(id, sub.last_sent, replay_page);
+    page = ctx.store->read_events(id, from, replay_page);
   } catch (const store_error& e) {
     send_error(self, errc::internal, std::string{"replay failed: "} + e.what(),
                nullptr, id);
-    self->state.subs.erase(i);
-    caf::anon_send(self->state.ctx->hub, hub_unsubscribe_atom::value,
-                   caf::actor{self}, id);
-    return;
+    return end_subscription(self, i, true);
   }
-  for (auto& e : page) {
-    if (e.seq != sub.last_sent + 1)
-      break; // never skip: the next step reads from last_sent again
-    send_event(self, e, false);
-    sub.last_sent = e.seq;
+  flush_outbox(self); // frames queued before these go first
+  bool caught_up = page.size() < replay_page;
+  bool missing = false;
+  {
+    std::lock_guard<std::mutex> guard{feed.mtx};
+    std::vector<outgoing_frame> out;
+    for (auto& e : page) {
+      if (e.seq != feed.last_sent + 1)
+        break; // never skip: the next step reads from last_sent again
+      out.push_back({ctx.frames->frame(e, feed.proto(), false), 0});
+      feed.last_sent = e.seq;
+    }
+    if (caught_up && !sub.unloaded_at) {
+      if (!feed.pending.empty()
+          && feed.pending.front().seq > feed.last_sent + 1 && page.empty()) {
+        // The store lacks events the hub already delivered: cannot happen
+        // while the output gate holds; refuse to show a gap.
+        missing = true;
+      } else {
+        feed.go_live(ctx, out); // with what was held back
+      }
+    } else if (caught_up) {
+      feed.replaying = false; // unloaded: nothing live comes any more
+    }
+    hand_over(ctx, feed.sink(), std::move(out));
   }
-  if (page.size() == replay_page) {
+  if (!caught_up) {
     self->send(self, replay_atom::value, id, sub.gen);
     return;
   }
-  // Caught up with the store: go live with what was held back.
-  sub.replaying = false;
   if (sub.unloaded_at)
-    return finish_unloaded(self, id); // nothing live comes any more
-  if (!sub.pending.empty() && sub.pending.front().seq > sub.last_sent + 1
-      && page.empty()) {
-    // The store lacks events the hub already delivered: cannot happen while
-    // the output gate holds; refuse to show a gap.
+    return finish_unloaded(self, id);
+  if (missing) {
     send_error(self, errc::internal,
                "events missing from the store, subscription ended", nullptr,
                id);
-    self->state.subs.erase(i);
-    caf::anon_send(self->state.ctx->hub, hub_unsubscribe_atom::value,
-                   caf::actor{self}, id);
-    return;
+    end_subscription(self, i, true);
   }
-  deliver_pending(self, id, sub);
 }
 
 /// Subscribes at the hub (again); `reply` sends the "subscribed" op.
 void hub_subscribe(self_ptr self, const std::string& id, uint64_t gen,
                    std::optional<uint64_t> from_seq, json ref, bool reply) {
+  auto i = self->state.subs.find(id);
+  if (i == self->state.subs.end())
+    return;
+  client_feed_ptr feed = i->second.feed;
   self
     ->request(self->state.ctx->hub, self->state.ctx->timeout,
-              hub_subscribe_atom::value, caf::actor{self}, id, true)
+              hub_subscribe_atom::value, caf::actor{self}, id, feed)
     .then(
       [self, id, gen, from_seq, ref, reply](uint64_t last) {
         auto i = self->state.subs.find(id);
         if (i == self->state.subs.end() || i->second.gen != gen)
           return;
         auto& sub = i->second;
+        auto& feed = *sub.feed;
         sub.subscribing = false;
         if (reply) {
-          sub.last_sent = from_seq ? *from_seq : last;
+          {
+            std::lock_guard<std::mutex> guard{feed.mtx};
+            feed.last_sent = from_seq ? *from_seq : last;
+          }
+          // Before any event: the hub holds them until the feed is live.
           send(self, json{{"op", "subscribed"}, {"session", id},
                           {"last_seq", last}, {"ref", ref}});
         }
-        if (sub.last_sent < last) {
-          sub.replaying = true;
-          replay_step(self, id);
-        } else {
-          deliver_pending(self, id, sub);
+        {
+          std::lock_guard<std::mutex> guard{feed.mtx};
+          if (feed.last_sent < last) {
+            feed.replaying = true;
+          } else {
+            flush_outbox(self);
+            std::vector<outgoing_frame> out;
+            feed.go_live(*self->state.ctx, out);
+            hand_over(*self->state.ctx, feed.sink(), std::move(out));
+            return;
+          }
         }
+        replay_step(self, id);
       },
       [self, id, gen, ref](caf::error& err) {
         auto i = self->state.subs.find(id);
         if (i == self->state.subs.end() || i->second.gen != gen)
           return;
-        self->state.subs.erase(i);
+        end_subscription(self, i, false);
         send_error(self, err, ref, id);
       });
 }
@@ -427,15 +542,19 @@ void op_subscribe(self_ptr self, const json& j, const json& ref,
   auto gen = self->state.next_gen++;
   auto& sub = self->state.subs[id];
   sub.gen = gen;
+  sub.feed = std::make_shared<live_feed>(self->state.ctx, self->state.sink,
+                                         self->state.proto, self->address(),
+                                         id);
+  sub.feed->gen = gen;
   hub_subscribe(self, id, gen, from, ref, true);
 }
 
 void op_unsubscribe(self_ptr self, const json& ref, const std::string& id) {
-  if (self->state.subs.erase(id) == 0)
+  auto i = self->state.subs.find(id);
+  if (i == self->state.subs.end())
     return send_error(self, errc::bad_request, "not subscribed to " + id, ref,
                       id);
-  caf::anon_send(self->state.ctx->hub, hub_unsubscribe_atom::value,
-                 caf::actor{self}, id);
+  end_subscription(self, i, true); // no event after the answer
   send(self, json{{"op", "unsubscribed"}, {"session", id}, {"ref", ref}});
 }
 
@@ -912,41 +1031,6 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
         send_error(self, errc::bad_request, e.what(), nullptr);
       }
     },
-    [self](events_atom, const std::string& id,
-           const std::vector<event>& events) {
-      // Our credit at the hub, sent ourselves (subscribed with credits: a
-      // request per batch would cost the hub a scan of every pending one),
-      // every `credit_every` events: at a moderate rate a batch is one
-      // event, and a credit per batch was a hub turn per client and event.
-      // The events are taken by const reference: every client of the
-      // session shares one message.
-      auto n = static_cast<uint64_t>(events.size());
-      auto credit = [&](uint64_t k) {
-        caf::anon_send(self->state.ctx->hub, hub_credit_atom::value,
-                       caf::actor{self}, id, k);
-      };
-      auto i = self->state.subs.find(id);
-      if (i == self->state.subs.end())
-        return credit(n);
-      auto& sub = i->second;
-      sub.uncredited += n;
-      if (sub.uncredited >= self->state.ctx->credit_every) {
-        credit(sub.uncredited);
-        sub.uncredited = 0;
-      }
-      if (sub.subscribing || sub.replaying) {
-        if (sub.pending.size() + events.size() > max_pending) {
-          // Everything here is durable: read it from the store later.
-          sub.pending.clear();
-          if (!sub.subscribing)
-            sub.replaying = true;
-          return;
-        }
-        sub.pending.insert(sub.pending.end(), events.begin(), events.end());
-        return;
-      }
-      deliver(self, id, sub, events.begin(), events.end());
-    },
     [self](lagged_atom, const std::string& id, uint64_t) {
       // Dropped by the hub (we lagged, or the session went away without
       // unloading): resume transparently from what this client has seen.
@@ -956,10 +1040,15 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
       auto& sub = i->second;
       ++self->state.ctx->stats->ws_resumed;
       sub.gen = self->state.next_gen++;
-      sub.uncredited = 0; // the hub forgot us: the new subscription starts at 0
       sub.subscribing = true;
-      sub.replaying = false;
-      sub.pending.clear();
+      {
+        // The hub forgot the feed: nothing writes to it meanwhile.
+        std::lock_guard<std::mutex> guard{sub.feed->mtx};
+        sub.feed->gen = sub.gen;
+        sub.feed->live = false;
+        sub.feed->replaying = false;
+        sub.feed->pending.clear();
+      }
       hub_subscribe(self, id, sub.gen, std::nullopt, nullptr, false);
     },
     [self](unloaded_atom, const std::string& id, uint64_t last) {
@@ -971,12 +1060,21 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
         return;
       auto& sub = i->second;
       sub.unloaded_at = last;
-      if (sub.replaying)
-        return; // replay_step finishes it
-      if (sub.last_sent >= last)
+      bool done = false;
+      {
+        // The hub forgot the feed: nothing writes to it any more.
+        std::lock_guard<std::mutex> guard{sub.feed->mtx};
+        if (sub.feed->replaying)
+          return; // replay_step finishes it
+        sub.feed->live = false;
+        done = sub.feed->last_sent >= last;
+        if (!done) {
+          sub.feed->replaying = true;
+          sub.feed->pending.clear();
+        }
+      }
+      if (done)
         return finish_unloaded(self, id);
-      sub.replaying = true;
-      sub.pending.clear();
       replay_step(self, id);
     },
     [self](publish_acks_atom, const std::vector<uint64_t>& acks) {

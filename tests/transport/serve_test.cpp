@@ -704,10 +704,101 @@ TEST_F(serve_test, a_client_that_falls_behind_gets_every_event_in_order) {
   EXPECT_EQ((*e)["data"], "caught-up");
 }
 
+// The hub writes a live subscription's events to its socket itself; a
+// subscription replaying from the store holds them back and goes live under
+// the same lock. Subscriptions made while a producer publishes back to back
+// race that switch: each must see every event once, in order.
+TEST_F(serve_test, subscriptions_made_while_events_flow_see_each_event_once) {
+  auto id = create()["id"].get<std::string>();
+  ws_client producer{proc->port};
+  producer.send(
+    {{"op", "attach"}, {"session", id}, {"peer", "producer"}, {"ref", "a"}});
+  ASSERT_TRUE(producer.read_op("ack", "a"));
+  constexpr int rounds = 6, per_round = 100;
+  std::vector<std::unique_ptr<ws_client>> replaying, live_only;
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < per_round; ++i)
+      producer.send({{"op", "publish"}, {"session", id}, {"type", "log"},
+                     {"data", r * per_round + i}, {"ref", r * per_round + i}});
+    // Mid-stream: one from the start (store, then live), one live only.
+    replaying.push_back(std::make_unique<ws_client>(proc->port));
+    replaying.back()->send(
+      {{"op", "subscribe"}, {"session", id}, {"from_seq", 0}, {"ref", r}});
+    live_only.push_back(std::make_unique<ws_client>(proc->port));
+    live_only.back()->send({{"op", "subscribe"}, {"session", id}, {"ref", r}});
+  }
+  ASSERT_TRUE(producer.read_op("ack", rounds * per_round - 1));
+  auto final_seq = last_seq(id);
+  ASSERT_GE(final_seq, uint64_t{rounds * per_round});
+  for (auto& ws : replaying) {
+    ASSERT_TRUE(ws->read_op("subscribed"));
+    uint64_t last = 0;
+    expect_events(*ws, id, last, final_seq);
+  }
+  for (auto& ws : live_only) {
+    auto sub = ws->read_op("subscribed");
+    ASSERT_TRUE(sub);
+    uint64_t last = (*sub)["last_seq"].get<uint64_t>();
+    expect_events(*ws, id, last, final_seq - last);
+  }
+  // Nothing after the last one: a sentinel answers next.
+  for (auto& ws : replaying) {
+    ws->send({{"op", "nope"}, {"session", id}, {"ref", "end"}});
+    auto j = ws->read();
+    ASSERT_TRUE(j);
+    EXPECT_EQ((*j)["ref"], "end") << j->dump();
+  }
+}
+
+// Connections that go away (dropped, or closed) while the hub writes a
+// burst to them: the others get every event, and the server goes on.
+TEST_F(serve_test, connections_closing_while_the_hub_writes_leave_the_rest_whole) {
+  auto id = create()["id"].get<std::string>();
+  ws_client producer{proc->port};
+  producer.send(
+    {{"op", "attach"}, {"session", id}, {"peer", "producer"}, {"ref", "a"}});
+  ASSERT_TRUE(producer.read_op("ack", "a"));
+  auto subscribe = [&](ws_client& ws) {
+    ws.send({{"op", "subscribe"}, {"session", id}, {"ref", "s"}});
+    auto sub = ws.read_op("subscribed", "s");
+    EXPECT_TRUE(sub);
+    return sub ? (*sub)["last_seq"].get<uint64_t>() : 0;
+  };
+  ws_client kept{proc->port};
+  auto last = subscribe(kept);
+  std::vector<std::unique_ptr<ws_client>> going;
+  for (int i = 0; i < 8; ++i) {
+    going.push_back(std::make_unique<ws_client>(proc->port));
+    subscribe(*going.back());
+  }
+  constexpr int n = 400;
+  for (int i = 0; i < n; ++i) {
+    producer.send({{"op", "publish"}, {"session", id}, {"type", "log"},
+                   {"data", std::string(200, 'x')}, {"ref", i}});
+    if (i % 50 == 25) { // while the events of the ones before go out
+      auto& ws = *going[static_cast<size_t>(i / 50)];
+      if (i % 100 == 25)
+        ws.drop();
+      else
+        ws.close();
+    }
+  }
+  ASSERT_TRUE(producer.read_op("ack", n - 1));
+  auto final_seq = last_seq(id);
+  expect_events(kept, id, last, final_seq - last);
+  // The server goes on: a new subscriber hears the next event.
+  ws_client late{proc->port};
+  last = subscribe(late);
+  post_message(id, "after");
+  auto e = late.read_op("event");
+  ASSERT_TRUE(e);
+  EXPECT_EQ((*e)["seq"].get<uint64_t>(), last + 1);
+}
+
 class serve_small_window : public serve_test {
 protected:
   void SetUp() override {
-    // A hub window of 64: clients confirm every 4 events (credit_every).
+    // A hub window of 64 (the sessions' bound for the broadcast listener).
     extra = {"--sessionhost.subscriber-window=64"};
     serve_test::SetUp();
   }
