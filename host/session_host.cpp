@@ -35,10 +35,19 @@ struct create_burst {
   std::vector<caf::error> errors;
 };
 
+// One chunk of loads for the loader, and back: the ids asked for, then what
+// the store gave for each (or why the whole call failed). Local only.
+struct load_chunk {
+  std::vector<std::string> ids;
+  std::vector<activation> got;
+  std::optional<store_error> failed;
+};
+
 } // namespace
 } // namespace sessionhost
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sessionhost::create_burst)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sessionhost::load_chunk)
 
 namespace sessionhost {
 
@@ -101,8 +110,22 @@ struct host_state {
   std::deque<std::pair<std::string, std::function<void(caf::expected<session_info>)>>>
     unload_backlog;
   size_t unloads_in_flight = 0;
-  // Loads of the current burst with the operations waiting for each.
+  // Sessions being loaded, with the operations waiting for each: those of
+  // the current burst (`gathering`, keys of this map, whose nodes never
+  // move), then those handed to the loader. The store's reads and claims
+  // run there, in chunks, so the host starts one chunk's sessions while the
+  // loader reads and claims the next. The map keeps its buckets between
+  // bursts.
   std::unordered_map<std::string, std::vector<session_waiter>> loading;
+  std::vector<const std::string*> gathering;
+  caf::actor loader;
+  // Reused for each chunk's answers (no large allocation per chunk).
+  struct started {
+    std::vector<session_waiter> waiters;
+    session_actor handle;
+    std::optional<session_info> fresh;
+  };
+  std::vector<started> ready;
   // Idle passivation: when to ask which session whether it is still idle
   // (16 bytes per idle session instead of a CAF timer each), earliest first.
   struct idle_entry {
@@ -254,9 +277,13 @@ void with_session(self_pointer self, const std::string& id, session_waiter w) {
     refuse(w, make_error(errc::unavailable, "host is shutting down"));
     return;
   }
-  if (st.loading.empty())
+  auto [i, added] = st.loading.try_emplace(id);
+  i->second.push_back(std::move(w));
+  if (!added)
+    return; // gathered already, or on its way from the store
+  if (st.gathering.empty())
     self->send(self, load_commit_atom::value);
-  st.loading[id].push_back(std::move(w));
+  st.gathering.push_back(&i->first);
 }
 
 // Runs `ok` with the session's handle, loading it first.
@@ -276,45 +303,52 @@ caf::error load_error(const std::string& id, const store_error& e) {
   return from_store(e);
 }
 
-// Loads the sessions asked for since the last commit with one store call
-// (load_activate_many): their rows and the events after each snapshot in one
-// read transaction, new epochs for all of them (fencing older writers) in
-// one write transaction. A failure touches only its own session.
-void commit_loads(self_pointer self) {
+// At most this many loads per store call: the host starts one chunk's
+// sessions while the loader reads and claims the next.
+constexpr size_t load_chunk_size = 256;
+// A burst this small is loaded on the host's own turn: handing it to the
+// loader would only add a wake-up of another thread to its latency.
+constexpr size_t small_load_burst = 16;
+
+// Starts the sessions of a chunk the loader brought back and answers
+// whatever waited for them. A failure touches only its own session.
+void start_loaded(self_pointer self, load_chunk& chunk) {
   auto& st = self->state;
-  auto batch = std::move(st.loading);
-  st.loading.clear();
+  auto& svc = *st.args.services;
+  auto take = [&](const std::string& id) {
+    std::vector<session_waiter> waiters;
+    if (auto i = st.loading.find(id); i != st.loading.end()) {
+      waiters = std::move(i->second);
+      st.loading.erase(i);
+    }
+    return waiters;
+  };
   auto fail_all = [](auto& waiters, const caf::error& err) {
     for (auto& w : waiters)
       refuse(w, err);
   };
-  if (st.shutting_down) {
-    for (auto& [id, waiters] : batch)
-      fail_all(waiters, make_error(errc::unavailable, "host is shutting down"));
+  if (chunk.failed || chunk.got.size() != chunk.ids.size()) {
+    auto e = chunk.failed ? *chunk.failed
+                          : store_error(store_error::code::io,
+                                        "the store answered a burst of loads "
+                                        "with the wrong number of sessions");
+    for (auto& id : chunk.ids) {
+      auto waiters = take(id);
+      fail_all(waiters, load_error(id, e));
+    }
     return;
   }
-  std::vector<std::string> ids;
-  ids.reserve(batch.size());
-  for (auto& [id, waiters] : batch) {
-    if (auto e = find_loaded(st, id)) {
-      for (auto& w : waiters) // loaded by a create in between: nothing to do
-        serve(w, e->handle, nullptr);
+  // The sessions first, then the answers, back to back: whoever waits for
+  // several of them is woken once for a run of answers rather than once for
+  // each (a wake-up across CPUs is a VM exit here).
+  auto& ready = st.ready;
+  ready.clear();
+  for (auto& a : chunk.got) {
+    auto waiters = take(a.id);
+    if (st.shutting_down) { // claimed, never started: as after a crash
+      fail_all(waiters, make_error(errc::unavailable, "host is shutting down"));
       continue;
     }
-    ids.push_back(id);
-  }
-  if (ids.empty())
-    return;
-  std::vector<activation> got;
-  try {
-    got = st.args.store->load_activate_many(ids);
-  } catch (const store_error& e) {
-    for (auto& id : ids)
-      fail_all(batch[id], load_error(id, e));
-    return;
-  }
-  for (auto& a : got) {
-    auto& waiters = batch[a.id];
     if (a.error) {
       if (a.error->error_code() == store_error::code::not_found)
         fail_all(waiters, make_error(errc::not_found, "no session " + a.id));
@@ -325,20 +359,101 @@ void commit_loads(self_pointer self) {
     // A quiet start: the session's actor does nothing before its first
     // message, so it is what was loaded (as loaded, without its old peer
     // connection) and the host answers loads for it.
-    auto& svc = *st.args.services;
     auto type = svc.types ? svc.types->make(a.info->type) : nullptr;
-    std::optional<session_info> fresh;
+    auto& r = ready.emplace_back();
     if (type && type->quiet_start()
         && std::any_of(waiters.begin(), waiters.end(),
                        [](auto& w) { return w.is_load; })) {
-      fresh = *a.info;
-      fresh->loaded = true;
-      fresh->peer_connected = false;
+      r.fresh = *a.info;
+      r.fresh->loaded = true;
+      r.fresh->peer_connected = false;
     }
-    auto handle = adopt(self, std::move(*a.info), {}, false, std::move(type));
-    for (auto& w : waiters)
-      serve(w, handle, fresh ? &*fresh : nullptr);
+    r.waiters = std::move(waiters);
+    r.handle = adopt(self, std::move(*a.info), {}, false, std::move(type));
   }
+  for (auto& r : ready)
+    for (auto& w : r.waiters)
+      serve(w, r.handle, r.fresh ? &*r.fresh : nullptr);
+  ready.clear();
+}
+
+// Hands the loads asked for since the last commit to the loader, in chunks:
+// each chunk is one store call (load_activate_many: the rows and the events
+// after each snapshot in one read transaction, new epochs for all of them,
+// fencing older writers, in one write transaction).
+void commit_loads(self_pointer self) {
+  auto& st = self->state;
+  auto batch = std::move(st.gathering);
+  st.gathering.clear();
+  if (st.shutting_down) {
+    for (auto key : batch) {
+      auto i = st.loading.find(*key);
+      auto waiters = std::move(i->second);
+      st.loading.erase(i);
+      for (auto& w : waiters)
+        refuse(w, make_error(errc::unavailable, "host is shutting down"));
+    }
+    return;
+  }
+  load_chunk chunk;
+  auto send = [&] {
+    if (batch.size() <= small_load_burst) {
+      try {
+        chunk.got = st.args.store->load_activate_many(chunk.ids);
+      } catch (const store_error& e) {
+        chunk.failed = e;
+      }
+      start_loaded(self, chunk);
+      return;
+    }
+    self->request(st.loader, caf::infinite, std::move(chunk))
+      .then([self](load_chunk& done) { start_loaded(self, done); },
+            [self](caf::error& err) {
+              // The loader is gone, so is every chunk it had (and the host
+              // is going down: nothing gathers any more).
+              auto gone = std::move(self->state.loading);
+              self->state.loading.clear();
+              self->state.gathering.clear();
+              for (auto& [id, waiters] : gone)
+                for (auto& w : waiters)
+                  refuse(w, make_error(errc::unavailable,
+                                       "session " + id + " was not loaded: "
+                                         + to_string(err)));
+            });
+    chunk = load_chunk{};
+    chunk.ids.reserve(load_chunk_size);
+  };
+  chunk.ids.reserve(std::min(batch.size(), load_chunk_size));
+  for (auto key : batch) {
+    if (auto e = find_loaded(st, *key)) {
+      // Loaded by a create in between: nothing to do.
+      auto i = st.loading.find(*key);
+      auto waiters = std::move(i->second);
+      st.loading.erase(i);
+      for (auto& w : waiters)
+        serve(w, e->handle, nullptr);
+      continue;
+    }
+    chunk.ids.push_back(*key);
+    if (chunk.ids.size() == load_chunk_size)
+      send();
+  }
+  if (!chunk.ids.empty())
+    send();
+}
+
+// The store's side of loads, in an actor of its own: one chunk per message.
+caf::behavior loader(caf::event_based_actor*, store_ptr store) {
+  return {
+    [store](load_chunk& chunk) -> load_chunk {
+      try {
+        chunk.got = store->load_activate_many(chunk.ids);
+      } catch (const store_error& e) {
+        chunk.failed = e;
+      }
+      return std::move(chunk);
+    },
+  };
 }
 
 // CAF 0.17 keeps an actor's pending request handlers in a flat map searched
@@ -716,13 +831,16 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
   // runs on one while the host spawns on the other (and a deterministic
   // test scheduler still runs it).
   self->state.writer = self->spawn(create_writer, self->state.args.store);
+  self->state.loader = self->spawn(loader, self->state.args.store);
   // Sessions and the writer do not outlive their host (a killed host would
   // otherwise leave them running, and ~actor_system waiting for them). The
   // state is gone by the time attached functors run, so the functor shares
   // the loaded map.
   self->attach_functor([sessions = self->state.loaded_owner,
-                        writer = self->state.writer](const caf::error&) {
+                        writer = self->state.writer,
+                        loader = self->state.loader](const caf::error&) {
     caf::anon_send_exit(writer, caf::exit_reason::kill);
+    caf::anon_send_exit(loader, caf::exit_reason::kill);
     for (auto& [id, e] : *sessions)
       caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
   });

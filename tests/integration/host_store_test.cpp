@@ -360,6 +360,22 @@ TEST_P(host_store, a_burst_of_loads_with_unknown_loaded_and_foreign_ids_mixed_in
       elsewhere.push_back(id); // stays active on a
     }
   }
+  // And many plain ones, so the burst is more than one store call.
+  {
+    std::vector<session_spec> specs(300, session_spec{"agent", "", {}});
+    auto made = a.call<std::vector<session_info>>(a.host->host(),
+                                                  create_atom::value, specs);
+    ASSERT_TRUE(made) << message_of(made.error());
+    for (auto& info : *made)
+      a.self->send(a.host->host(), unload_atom::value, info.id);
+    for (auto& info : *made) {
+      a.self->receive(
+        [&](session_info& x) { before[x.id] = x; },
+        [&](caf::error& e) { ADD_FAILURE() << message_of(e); },
+        caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+      stored_only.push_back(info.id);
+    }
+  }
   process b{url_};
   std::vector<std::string> here; // loaded on b before the burst
   for (auto& id : {stored_only[0], stored_only[1]}) {
