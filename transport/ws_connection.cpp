@@ -207,6 +207,30 @@ std::string event_op_json(const event& e, bool checked) {
 class frame_cache {
 public:
   wire_frame frame(const event& e, bool proto, bool live) {
+    // The hub asks for one event's frame once per subscriber, back to back
+    // on its thread: the last answer, kept per thread, saves the hash and
+    // the lock for all but the first.
+    thread_local struct {
+      const frame_cache* owner = nullptr;
+      uint64_t seq = 0;
+      bool proto = false;
+      std::string session;
+      wire_frame wire;
+    } last;
+    if (last.owner == this && last.seq == e.seq && last.proto == proto
+        && last.session == e.session_id)
+      return last.wire;
+    auto wire = lookup(e, proto, live);
+    last.owner = this;
+    last.seq = e.seq;
+    last.proto = proto;
+    last.session = e.session_id;
+    last.wire = wire;
+    return wire;
+  }
+
+private:
+  wire_frame lookup(const event& e, bool proto, bool live) {
     auto h = std::hash<std::string>{}(e.session_id)
              ^ (e.seq * 0x9E3779B97F4A7C15ull);
     auto k = h % slots_.size();
@@ -229,7 +253,6 @@ public:
     return wire;
   }
 
-private:
   struct slot_type {
     std::string session;
     uint64_t seq = 0; // 0: empty (seqs start at 1)
