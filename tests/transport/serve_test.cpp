@@ -707,14 +707,16 @@ TEST_F(serve_test, a_client_that_falls_behind_gets_every_event_in_order) {
 // The hub writes a live subscription's events to its socket itself; a
 // subscription replaying from the store holds them back and goes live under
 // the same lock. Subscriptions made while a producer publishes back to back
-// race that switch: each must see every event once, in order.
+// race that switch: each must see every event once, in order. (A feed
+// that wrote what it held back without dropping what the replay sent fails
+// here in most runs.)
 TEST_F(serve_test, subscriptions_made_while_events_flow_see_each_event_once) {
   auto id = create()["id"].get<std::string>();
   ws_client producer{proc->port};
   producer.send(
     {{"op", "attach"}, {"session", id}, {"peer", "producer"}, {"ref", "a"}});
   ASSERT_TRUE(producer.read_op("ack", "a"));
-  constexpr int rounds = 6, per_round = 100;
+  constexpr int rounds = 12, per_round = 50;
   std::vector<std::unique_ptr<ws_client>> replaying, live_only;
   for (int r = 0; r < rounds; ++r) {
     for (int i = 0; i < per_round; ++i)
