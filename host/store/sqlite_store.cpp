@@ -570,10 +570,12 @@ struct sqlite_store::impl {
     w_activate = std::make_unique<statement>(
       w, "UPDATE sessions SET epoch = ?2 WHERE id = ?1");
     // A claim of a session as it was read: changes nothing when another
-    // writer moved it meanwhile (then claim() reads it again).
+    // writer moved it meanwhile (then claim() reads it again). Found by the
+    // rowid it was read at (one B-tree seek, not the id index's and then
+    // the row's); the id is checked too, as a VACUUM may renumber rows.
     w_claim_as_read = std::make_unique<statement>(
-      w, "UPDATE sessions SET epoch = ?2 WHERE id = ?1 AND epoch = ?3"
-         " AND last_seq = ?4");
+      w, "UPDATE sessions SET epoch = ?2 WHERE rowid = ?5 AND id = ?1"
+         " AND epoch = ?3 AND last_seq = ?4");
     w_delete_events = std::make_unique<statement>(
       w, "DELETE FROM events WHERE session_id = ?1");
     w_delete_session = std::make_unique<statement>(
@@ -596,7 +598,7 @@ struct sqlite_store::impl {
     reader->exec("PRAGMA query_only = 1");
     auto r = reader->get();
     r_load = std::make_unique<statement>(
-      r, "SELECT last_seq, epoch, snapshot FROM sessions WHERE id = ?1");
+      r, "SELECT last_seq, epoch, snapshot, rowid FROM sessions WHERE id = ?1");
     r_events = std::make_unique<statement>(
       r, "SELECT envelope FROM events WHERE session_id = ?1 AND seq > ?2"
          " ORDER BY seq LIMIT ?3");
@@ -791,10 +793,12 @@ struct sqlite_store::impl {
   // claim() for a session read at `epoch` and `tail` in this process: one
   // statement instead of two when nobody wrote it since (the usual case).
   std::optional<std::pair<uint64_t, uint64_t>>
-  claim_as_read(const std::string& id, uint64_t epoch, uint64_t tail) {
+  claim_as_read(const std::string& id, int64_t rowid, uint64_t epoch,
+                uint64_t tail) {
     {
       use u{*w_claim_as_read};
       u->bind(1, id).bind(2, to_db(epoch + 1)).bind(3, to_db(epoch)).bind(4, to_db(tail));
+      u->bind(5, rowid);
       u->step();
     }
     if (sqlite3_changes(writer->get()) == 1)
@@ -1106,6 +1110,7 @@ sqlite_store::load_activate_many(const std::vector<std::string>& ids) {
   auto& m = *impl_;
   std::vector<activation> out(ids.size());
   std::vector<uint64_t> tails(ids.size()); // the stored last_seq when read
+  std::vector<int64_t> rowids(ids.size());  // where each row was read
   // Reads first, in one read transaction and without the write lock, so
   // writers wait only for the claims.
   {
@@ -1125,6 +1130,7 @@ sqlite_store::load_activate_many(const std::vector<std::string>& ids) {
           a.info = decode_snapshot(u->blob(2));
           tails[i] = static_cast<uint64_t>(u->int64(0));
           a.info->epoch = static_cast<uint64_t>(u->int64(1));
+          rowids[i] = u->int64(3);
           a.info->loaded = false;
         }
         a.info->id = a.id;
@@ -1154,7 +1160,7 @@ sqlite_store::load_activate_many(const std::vector<std::string>& ids) {
       auto& a = out[i];
       if (!a.info)
         continue;
-      auto claimed = m.claim_as_read(a.id, a.info->epoch, tails[i]);
+      auto claimed = m.claim_as_read(a.id, rowids[i], a.info->epoch, tails[i]);
       if (!claimed) { // removed since it was read
         a.info.reset();
         a.error = store_error(code::not_found, "no session " + a.id);
