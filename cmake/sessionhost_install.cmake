@@ -63,6 +63,7 @@ endif()
 set(SESSIONHOST_PUBLIC_HEADERS
   actors/actors.hpp
   actors/atoms.hpp
+  actors/client_feed.hpp
   actors/hooks.hpp
   actors/observability.hpp
   actors/types.hpp
