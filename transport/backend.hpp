@@ -71,8 +71,10 @@ public:
   virtual ~ws_sink() = default;
   /// Queues ready-made frames in order (binary ones only on a
   /// `proto_subprotocol` connection); they go out in as few socket writes as
-  /// possible. Returns false, like `send_text`, when closing or over the bound.
-  virtual bool send_frames(std::vector<outgoing_frame> frames) = 0;
+  /// possible. Takes them out of `frames`, which is left empty with its
+  /// capacity (the caller's next batch needs no allocation). Returns false,
+  /// like `send_text`, when closing or over the bound.
+  virtual bool send_frames(std::vector<outgoing_frame>& frames) = 0;
   /// Queues one frame: text, or binary on a `proto_subprotocol` connection.
   /// `event_ts` (micros since the epoch, 0: none) is the publish time of the
   /// live event the frame carries, for the publish-to-send histogram.

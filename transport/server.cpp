@@ -9,6 +9,7 @@
 #include "transport/server.hpp"
 
 #include <array>
+#include <iterator>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -281,14 +282,18 @@ public:
   bool send_text(std::string text, int64_t event_ts) override {
     std::vector<outgoing_frame> one;
     one.push_back({make_wire_frame(text, proto_), event_ts});
-    return send_frames(std::move(one));
+    return send_frames(one);
   }
 
-  bool send_frames(std::vector<outgoing_frame> frames) override {
+  bool send_frames(std::vector<outgoing_frame>& frames) override {
     // Everything under the lock: detach() takes it too, so a sender either
     // finishes before the server stops or finds the connection closing and
     // touches nothing of the server.
     std::lock_guard<std::recursive_mutex> guard{wmtx_};
+    struct taken { // the caller's vector is left empty, however this ends
+      std::vector<outgoing_frame>& v;
+      ~taken() { v.clear(); }
+    } emptied{frames};
     if (closing_.load())
       return false;
     size_t n = 0;
@@ -308,7 +313,11 @@ public:
       // Waking the io thread to write would cost two context switches
       // per burst, most of the work at a moderate event rate; what the
       // socket does not take now is left to the io thread.
-      out_ = std::move(frames);
+      // Moved into out_'s own buffer, kept between bursts (pop_out): no
+      // allocation per call on either side.
+      out_.clear();
+      out_.insert(out_.end(), std::make_move_iterator(frames.begin()),
+                  std::make_move_iterator(frames.end()));
       out_head_ = 0;
       out_offset_ = 0;
       flush(false);
@@ -319,11 +328,8 @@ public:
     } else {
       // Frames queued from other threads meanwhile go with one post: one
       // hop to the io thread per burst, not per frame.
-      if (incoming_.empty())
-        incoming_ = std::move(frames);
-      else
-        for (auto& f : frames)
-          incoming_.push_back(std::move(f));
+      incoming_.insert(incoming_.end(), std::make_move_iterator(frames.begin()),
+                       std::make_move_iterator(frames.end()));
       post = !take_posted_;
       take_posted_ = true;
     }

@@ -105,12 +105,13 @@ void flush_outbox(self_ptr self) {
   auto& st = self->state;
   if (st.outbox.empty())
     return;
-  auto frames = std::move(st.outbox);
-  st.outbox.clear();
   st.ctx->if_open([&] {
     if (auto s = st.sink.lock())
-      s->send_frames(std::move(frames));
+      s->send_frames(st.outbox); // empties it, keeps its capacity
   });
+  st.outbox.clear();
+  if (st.outbox.capacity() > 16) // a burst is over: keep idle ones small
+    std::vector<outgoing_frame>{}.swap(st.outbox);
 }
 
 void send_frame(self_ptr self, std::string frame) {
@@ -271,8 +272,9 @@ namespace {
 
 /// Hands event frames to the connection's sink; false when it is closed,
 /// closing or was just closed for being over its bound.
+/// `frames` is left empty.
 bool hand_over(api_context& ctx, const std::weak_ptr<ws_sink>& sink,
-               std::vector<outgoing_frame> frames) {
+               std::vector<outgoing_frame>& frames) {
   if (frames.empty())
     return true;
   bool ok = false;
@@ -280,8 +282,9 @@ bool hand_over(api_context& ctx, const std::weak_ptr<ws_sink>& sink,
   // api_context), so none outlives the server.
   ctx.if_open([&] {
     if (auto s = sink.lock())
-      ok = s->send_frames(std::move(frames));
+      ok = s->send_frames(frames);
   });
+  frames.clear();
   return ok;
 }
 
@@ -310,9 +313,13 @@ public:
       hold(events.begin(), events.end());
       return true;
     }
-    std::vector<outgoing_frame> out;
+    // One vector per hub thread, reused: no allocation per feed and batch.
+    thread_local std::vector<outgoing_frame> out;
     write_live(*ctx, out, events.begin(), events.end());
-    return hand_over(*ctx, sink_, std::move(out));
+    auto ok = hand_over(*ctx, sink_, out);
+    if (out.capacity() > 64)
+      std::vector<outgoing_frame>{}.swap(out);
+    return ok;
   }
 
   /// REQUIRES: mtx held, not live. Keeps live events for later.
@@ -474,7 +481,7 @@ void replay_step(self_ptr self, const std::string& id) {
     } else if (caught_up) {
       feed.replaying = false; // unloaded: nothing live comes any more
     }
-    hand_over(ctx, feed.sink(), std::move(out));
+    hand_over(ctx, feed.sink(), out);
   }
   if (!caught_up) {
     self->send(self, replay_atom::value, id, sub.gen);
@@ -525,7 +532,7 @@ void hub_subscribe(self_ptr self, const std::string& id, uint64_t gen,
             flush_outbox(self);
             std::vector<outgoing_frame> out;
             feed.go_live(*self->state.ctx, out);
-            hand_over(*self->state.ctx, feed.sink(), std::move(out));
+            hand_over(*self->state.ctx, feed.sink(), out);
             return;
           }
         }

@@ -199,7 +199,9 @@ TEST(server_shutdown, a_websocket_sink_used_after_the_server_stopped_is_inert) {
   srv.reset(); // the actor still holds the sink
   EXPECT_EQ(read_to_close(fd), "") << "the connection is closed, nothing sent";
   EXPECT_FALSE(sink->send_text("{\"after\":true}"));
-  EXPECT_FALSE(sink->send_frames({{make_wire_frame("{}", false), 0}}));
+  std::vector<outgoing_frame> late{{make_wire_frame("{}", false), 0}};
+  EXPECT_FALSE(sink->send_frames(late));
+  EXPECT_TRUE(late.empty()) << "taken even when refused";
   sink->close(1001, "late");
   EXPECT_EQ(sink->queued_bytes(), 0u);
   be->sinks.clear();
