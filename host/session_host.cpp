@@ -119,6 +119,10 @@ struct host_state {
   std::unordered_map<std::string, std::vector<session_waiter>> loading;
   std::vector<const std::string*> gathering;
   caf::actor loader;
+  size_t chunks_in_flight = 0;
+  // Run once no chunk is with the loader (a shutdown answers only then, so
+  // every load on the way is answered before the host goes).
+  std::vector<std::function<void()>> when_chunks_back;
   // Reused for each chunk's answers (no large allocation per chunk).
   struct started {
     std::vector<session_waiter> waiters;
@@ -406,9 +410,22 @@ void commit_loads(self_pointer self) {
       start_loaded(self, chunk);
       return;
     }
+    ++st.chunks_in_flight;
+    auto back = [self] {
+      auto& st = self->state;
+      if (--st.chunks_in_flight > 0)
+        return;
+      auto waiting = std::move(st.when_chunks_back);
+      st.when_chunks_back.clear();
+      for (auto& f : waiting)
+        f();
+    };
     self->request(st.loader, caf::infinite, std::move(chunk))
-      .then([self](load_chunk& done) { start_loaded(self, done); },
-            [self](caf::error& err) {
+      .then([self, back](load_chunk& done) {
+              start_loaded(self, done);
+              back();
+            },
+            [self, back](caf::error& err) {
               // The loader is gone, so is every chunk it had (and the host
               // is going down: nothing gathers any more).
               auto gone = std::move(self->state.loading);
@@ -419,6 +436,7 @@ void commit_loads(self_pointer self) {
                   refuse(w, make_error(errc::unavailable,
                                        "session " + id + " was not loaded: "
                                          + to_string(err)));
+              back();
             });
     chunk = load_chunk{};
     chunk.ids.reserve(load_chunk_size);
@@ -1031,10 +1049,17 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       auto left = std::make_shared<size_t>(ids.size());
       auto finish = [self, rp, total]() mutable {
         // Everything the sessions wrote is durable; report how many ended.
-        self->request(self->state.args.services->persistence, caf::infinite,
-                      sync_atom::value)
-          .then([rp, total](bool) mutable { rp.deliver(total); },
-                [rp, total](caf::error&) mutable { rp.deliver(total); });
+        auto sync = [self, rp, total]() mutable {
+          self->request(self->state.args.services->persistence, caf::infinite,
+                        sync_atom::value)
+            .then([rp, total](bool) mutable { rp.deliver(total); },
+                  [rp, total](caf::error&) mutable { rp.deliver(total); });
+        };
+        // Loads on the way from the loader are answered (refused) first.
+        if (self->state.chunks_in_flight > 0)
+          self->state.when_chunks_back.push_back(sync);
+        else
+          sync();
       };
       if (ids.empty()) {
         finish();

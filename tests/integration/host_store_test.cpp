@@ -431,6 +431,42 @@ TEST_P(host_store, a_burst_of_loads_with_unknown_loaded_and_foreign_ids_mixed_in
   EXPECT_FALSE(b.store->load(unknown.front())) << "nothing stored for it";
 }
 
+// Loads on their way from the store when the host stops are all answered
+// (refused: the host is shutting down) before it goes; none is left waiting.
+TEST_P(host_store, loads_on_the_way_when_the_host_stops_are_answered) {
+  std::vector<std::string> ids;
+  {
+    process a{url_};
+    std::vector<session_spec> specs(600, session_spec{"agent", "", {}});
+    auto made = a.call<std::vector<session_info>>(a.host->host(),
+                                                  create_atom::value, specs);
+    ASSERT_TRUE(made) << message_of(made.error());
+    for (auto& info : *made)
+      ids.push_back(info.id);
+  } // stopped: every session is only in the store now
+  process b{url_};
+  for (auto& id : ids)
+    b.self->send(b.host->host(), load_atom::value, id);
+  b.host->stop();
+  size_t loaded = 0, refused = 0;
+  bool timed_out = false;
+  auto deadline = std::chrono::steady_clock::now() + 30s; // for all of them
+  for (size_t i = 0; i < ids.size() && !timed_out; ++i)
+    b.self->receive(
+      [&](session_info& info) {
+        EXPECT_TRUE(info.loaded) << info.id;
+        ++loaded;
+      },
+      [&](caf::error& err) {
+        EXPECT_EQ(code_of(err), errc::unavailable) << message_of(err);
+        ++refused;
+      },
+      caf::after(std::max(std::chrono::steady_clock::duration::zero(),
+                          deadline - std::chrono::steady_clock::now()))
+        >> [&] { timed_out = true; });
+  EXPECT_EQ(loaded + refused, ids.size()) << "every load is answered";
+}
+
 INSTANTIATE_TEST_SUITE_P(stores, host_store, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
