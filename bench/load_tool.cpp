@@ -13,6 +13,12 @@
 // --idle: no publishing; opens the subscribed connections, reports the
 // server's resident memory per connection, holds them for --duration.
 //
+// --protocol=socketio|ws: the same scenarios against the comparison servers
+// in bench/reference/ (Socket.IO 4.8 with rooms, plain `ws` 8): rooms named
+// room-0…room-(R-1) instead of created sessions, and the producer numbers
+// each room's events itself (seq in the payload), so gaps and duplicates are
+// checked the same way. Those servers persist nothing.
+//
 // A plain single-threaded epoll client with its own minimal HTTP/WebSocket
 // framing: nothing here is shared with the server's code.
 #include <algorithm>
@@ -42,6 +48,18 @@
 #include <vector>
 
 namespace {
+
+/// Which server the tool talks to: sessionhost's own protocol, or one of the
+/// comparison servers in bench/reference/.
+enum class protocol { sessionhost, socketio, ws };
+
+const char* protocol_name(protocol p) {
+  switch (p) {
+    case protocol::socketio: return "socketio";
+    case protocol::ws: return "ws";
+    default: return "sessionhost";
+  }
+}
 
 using clk = std::chrono::steady_clock;
 
@@ -77,6 +95,7 @@ struct options {
   double timeout = 30; // bound for each phase (connect, drain)
   long server_pid = 0; // 0: find the process listening on the URL's port
   bool idle = false;
+  protocol proto = protocol::sessionhost;
 };
 
 constexpr const char* usage =
@@ -84,7 +103,8 @@ constexpr const char* usage =
   "         [--sessions=R | --ids=ID,ID,…] [--clients=C] [--producers=P]\n"
   "         [--rate=PUBLISHED_PER_S | --window=N] [--duration=S] [--warmup=S]\n"
   "         [--payload=BYTES] [--type=echo] [--timeout=S] [--server-pid=PID]\n"
-  "         [--max-connecting=N] [--idle]\n";
+  "         [--max-connecting=N] [--idle]\n"
+  "         [--protocol=sessionhost|socketio|ws]\n";
 
 options parse_options(int argc, char** argv) {
   options o;
@@ -143,6 +163,18 @@ options parse_options(int argc, char** argv) {
       o.timeout = num(0.1, 86400);
     else if (key == "server-pid")
       o.server_pid = static_cast<long>(num(1, 1e9));
+    else if (key == "protocol") {
+      if (val == "sessionhost")
+        o.proto = protocol::sessionhost;
+      else if (val == "socketio")
+        o.proto = protocol::socketio;
+      else if (val == "ws")
+        o.proto = protocol::ws;
+      else
+        die("--protocol must be sessionhost, socketio or ws, got \"" + val
+              + "\"",
+            2);
+    }
     else
       die("unknown option --" + key + "\n" + usage, 2);
   }
@@ -429,19 +461,25 @@ struct connection {
   int inflight = 0;
   int window = 0;
   int attach_pending = 0;
+  // Socket.IO: the Engine.IO open packet and the namespace connect came
+  bool sio_connected = false;
 };
 
 struct session_state {
   std::string id;
   int producer = -1;
   uint64_t last_acked = 0; // highest seq acknowledged by the server
+  uint64_t last_published = 0; // reference protocols: the producer's own seq
 };
 
 class load_run {
 public:
   explicit load_run(options o) : o_(std::move(o)), ep_(parse_url(o_.url)) {
     ep_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    padding_.assign(static_cast<size_t>(std::max(0, o_.payload - 150)), 'x');
+    // Padding so that a delivered event's frame is about --payload bytes in
+    // every protocol (sessionhost's events carry more fields around it).
+    int overhead = o_.proto == protocol::sessionhost ? 150 : 80;
+    padding_.assign(static_cast<size_t>(std::max(0, o_.payload - overhead)), 'x');
   }
 
   int run();
@@ -457,6 +495,14 @@ private:
   bool poll_once(int timeout_ms);
   void on_readable(connection& c, int idx);
   void on_message(connection& c, int idx, const char* p, size_t n);
+  void on_event(connection& c, const char* p, size_t n);
+  void on_ack(connection& c, int idx, const char* p, size_t n);
+  // the protocols
+  void on_upgraded(connection& c, int idx);
+  void on_upgraded_reference(connection& c, int idx);
+  void on_message_socketio(connection& c, int idx, const char* p, size_t n);
+  std::string publish_frame(int s);
+  std::string publish_frame_reference(int s);
   void fail(const std::string& what);
   void close_conn(connection& c, const std::string& why);
   // publishing
@@ -484,6 +530,7 @@ private:
   std::string first_error_;
   std::string padding_;
   size_t rr_producer_ = 0;
+  size_t last_event_bytes_ = 0; // one delivered event's frame payload
 };
 
 void load_run::fail(const std::string& what) {
@@ -499,6 +546,12 @@ void load_run::create_sessions() {
     while (std::getline(s, id, ','))
       if (!id.empty())
         sessions_.push_back({id});
+    return;
+  }
+  if (o_.proto != protocol::sessionhost) {
+    // The reference servers have rooms, made by joining: nothing to create.
+    for (int i = 0; i < o_.sessions; ++i)
+      sessions_.push_back({"room-" + std::to_string(i)});
     return;
   }
   rest_client rest{ep_, o_.token, o_.timeout};
@@ -535,7 +588,10 @@ void load_run::open(connection& c, int idx) {
   ev.events = EPOLLIN | EPOLLOUT;
   ev.data.u32 = static_cast<uint32_t>(idx);
   epoll_ctl(ep_fd_, EPOLL_CTL_ADD, c.fd, &ev);
-  c.out = "GET /v1/ws HTTP/1.1\r\nHost: " + ep_.host + ":"
+  const char* path = o_.proto == protocol::socketio
+                       ? "/socket.io/?EIO=4&transport=websocket"
+                       : (o_.proto == protocol::ws ? "/" : "/v1/ws");
+  c.out = std::string{"GET "} + path + " HTTP/1.1\r\nHost: " + ep_.host + ":"
           + std::to_string(ep_.port)
           + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: c2Vzc2lvbmhvc3QtbG9hZA==\r\n"
@@ -632,18 +688,7 @@ void load_run::on_readable(connection& c, int idx) {
     off = static_cast<size_t>(hit - b) + 4;
     c.st = conn_state::open;
     --connecting_;
-    if (c.producer) {
-      for (auto s : c.sessions) {
-        ++c.attach_pending;
-        send_frame(c, idx,
-                   "{\"op\":\"attach\",\"session\":\"" + sessions_[s].id
-                     + "\",\"peer\":\"load-" + std::to_string(idx)
-                     + "\",\"ref\":" + std::to_string(s) + "}");
-      }
-    } else {
-      send_frame(c, idx, "{\"op\":\"subscribe\",\"session\":\""
-                           + sessions_[c.session].id + "\",\"ref\":0}");
-    }
+    on_upgraded(c, idx);
     flush(c, idx);
   }
   while (c.st == conn_state::open) {
@@ -694,11 +739,17 @@ void load_run::on_readable(connection& c, int idx) {
     } else if (opcode == 0x0 || !fin) {
       c.frag.append(payload, len);
       if (fin) {
-        on_message(c, idx, c.frag.data(), c.frag.size());
+        if (o_.proto == protocol::socketio)
+          on_message_socketio(c, idx, c.frag.data(), c.frag.size());
+        else
+          on_message(c, idx, c.frag.data(), c.frag.size());
         c.frag.clear();
       }
     } else if (opcode == 0x1) {
-      on_message(c, idx, payload, len);
+      if (o_.proto == protocol::socketio)
+        on_message_socketio(c, idx, payload, len);
+      else
+        on_message(c, idx, payload, len);
     } else {
       fail("unexpected frame opcode " + std::to_string(opcode));
     }
@@ -709,56 +760,13 @@ void load_run::on_readable(connection& c, int idx) {
   }
 }
 
+/// sessionhost's messages; the ws reference server speaks the same shapes.
 void load_run::on_message(connection& c, int idx, const char* p, size_t n) {
   auto end = p + n;
-  static const char k_seq[] = "\"seq\":";
-  static const char k_ref[] = "\"ref\":";
-  static const char k_t[] = "\"t\":";
-  if (contains(p, end, "\"op\":\"event\"")) {
-    if (c.producer || !c.subscribed)
-      return;
-    auto seq = json_int(p, end, k_seq, sizeof k_seq - 1);
-    if (seq < 0)
-      return fail("event without a seq: " + std::string{p, std::min<size_t>(n, 200)});
-    auto s = static_cast<uint64_t>(seq);
-    if (s < c.next_seq) {
-      ++c.dups;
-      return;
-    }
-    if (s > c.next_seq)
-      c.gaps += s - c.next_seq;
-    c.next_seq = s + 1;
-    ++delivered_total_;
-    if (measuring_) {
-      ++delivered_window_;
-      auto t = json_int(p, end, k_t, sizeof k_t - 1);
-      if (t > 0) {
-        auto us = (now_ns() - t) / 1000;
-        latencies_us_.push_back(static_cast<uint32_t>(
-          std::min<int64_t>(std::max<int64_t>(us, 0), UINT32_MAX)));
-      }
-    }
-    return;
-  }
-  if (contains(p, end, "\"op\":\"ack\"")) {
-    auto ref = json_int(p, end, k_ref, sizeof k_ref - 1);
-    if (ref < 0 || ref >= static_cast<int64_t>(sessions_.size()))
-      return fail("ack with an unknown ref: " + std::string{p, n});
-    if (c.attach_pending > 0) {
-      if (--c.attach_pending == 0)
-        ++attached_;
-      return;
-    }
-    auto seq = json_int(p, end, k_seq, sizeof k_seq - 1);
-    auto& s = sessions_[static_cast<size_t>(ref)];
-    if (seq > 0)
-      s.last_acked = std::max(s.last_acked, static_cast<uint64_t>(seq));
-    --c.inflight;
-    ++acked_;
-    if (publishing_ && o_.rate <= 0)
-      publish(c, idx);
-    return;
-  }
+  if (contains(p, end, "\"op\":\"event\""))
+    return on_event(c, p, n);
+  if (contains(p, end, "\"op\":\"ack\""))
+    return on_ack(c, idx, p, n);
   if (contains(p, end, "\"op\":\"subscribed\"")) {
     auto last = json_int(p, end, "\"last_seq\":", 11);
     c.subscribed = true;
@@ -771,17 +779,184 @@ void load_run::on_message(connection& c, int idx, const char* p, size_t n) {
   fail("unexpected frame: " + std::string{p, std::min<size_t>(n, 200)});
 }
 
+/// One delivered event (any protocol): its seq against the connection's
+/// next expected one, its latency from the send time `"t"` in its data.
+void load_run::on_event(connection& c, const char* p, size_t n) {
+  static const char k_seq[] = "\"seq\":";
+  static const char k_t[] = "\"t\":";
+  auto end = p + n;
+  if (c.producer || !c.subscribed)
+    return;
+  auto seq = json_int(p, end, k_seq, sizeof k_seq - 1);
+  if (seq < 0)
+    return fail("event without a seq: " + std::string{p, std::min<size_t>(n, 200)});
+  last_event_bytes_ = n;
+  auto s = static_cast<uint64_t>(seq);
+  if (s < c.next_seq) {
+    ++c.dups;
+    return;
+  }
+  if (s > c.next_seq)
+    c.gaps += s - c.next_seq;
+  c.next_seq = s + 1;
+  ++delivered_total_;
+  if (measuring_) {
+    ++delivered_window_;
+    auto t = json_int(p, end, k_t, sizeof k_t - 1);
+    if (t > 0) {
+      auto us = (now_ns() - t) / 1000;
+      latencies_us_.push_back(static_cast<uint32_t>(
+        std::min<int64_t>(std::max<int64_t>(us, 0), UINT32_MAX)));
+    }
+  }
+}
+
+/// An acknowledgement to a producer (any protocol): `"ref"` is the session's
+/// index, `"seq"` the acknowledged seq.
+void load_run::on_ack(connection& c, int idx, const char* p, size_t n) {
+  static const char k_seq[] = "\"seq\":";
+  static const char k_ref[] = "\"ref\":";
+  auto end = p + n;
+  auto ref = json_int(p, end, k_ref, sizeof k_ref - 1);
+  if (ref < 0 || ref >= static_cast<int64_t>(sessions_.size()))
+    return fail("ack with an unknown ref: " + std::string{p, n});
+  if (c.attach_pending > 0) {
+    if (--c.attach_pending == 0)
+      ++attached_;
+    return;
+  }
+  auto seq = json_int(p, end, k_seq, sizeof k_seq - 1);
+  auto& s = sessions_[static_cast<size_t>(ref)];
+  if (seq > 0)
+    s.last_acked = std::max(s.last_acked, static_cast<uint64_t>(seq));
+  --c.inflight;
+  ++acked_;
+  if (publishing_ && o_.rate <= 0)
+    publish(c, idx);
+}
+
+/// The WebSocket upgrade succeeded: attach (producers) or subscribe.
+void load_run::on_upgraded(connection& c, int idx) {
+  if (o_.proto != protocol::sessionhost)
+    return on_upgraded_reference(c, idx);
+  if (c.producer) {
+    for (auto s : c.sessions) {
+      ++c.attach_pending;
+      send_frame(c, idx,
+                 "{\"op\":\"attach\",\"session\":\"" + sessions_[s].id
+                   + "\",\"peer\":\"load-" + std::to_string(idx)
+                   + "\",\"ref\":" + std::to_string(s) + "}");
+    }
+  } else {
+    send_frame(c, idx, "{\"op\":\"subscribe\",\"session\":\""
+                         + sessions_[c.session].id + "\",\"ref\":0}");
+  }
+}
+
+// -- the reference servers (bench/reference/) ----------------------------------
+
+void load_run::on_upgraded_reference(connection& c, int idx) {
+  if (o_.proto == protocol::socketio)
+    return; // the server speaks first (Engine.IO open packet)
+  // ws: a producer needs no attach (the rooms are its own); a subscriber
+  // joins its room and counts once "subscribed" comes back.
+  if (c.producer)
+    ++attached_;
+  else
+    send_frame(c, idx, "{\"op\":\"join\",\"room\":\""
+                         + sessions_[static_cast<size_t>(c.session)].id
+                         + "\",\"ref\":0}");
+}
+
+/// One Engine.IO v4 / Socket.IO v5 packet (one WebSocket text frame):
+///   0{…} open → we send 40 (connect to "/"); 40{"sid":…} connected;
+///   2 ping → 3 pong; 42[…] event; 43<id>[…] ack; 44 connect error; 1 close.
+void load_run::on_message_socketio(connection& c, int idx, const char* p,
+                                   size_t n) {
+  auto end = p + n;
+  auto text = [&] { return std::string{p, std::min<size_t>(n, 200)}; };
+  if (n == 0)
+    return fail("empty Engine.IO packet");
+  switch (p[0]) {
+    case '0': // open: {"sid":…,"pingInterval":…,…}
+      send_frame(c, idx, "40");
+      return;
+    case '2': // ping
+      send_frame(c, idx, "3");
+      return;
+    case '1':
+      return close_conn(c, "Engine.IO close packet");
+    case '4':
+      break; // a Socket.IO packet: below
+    default:
+      return fail("unexpected Engine.IO packet: " + text());
+  }
+  if (n < 2)
+    return fail("short Socket.IO packet: " + text());
+  switch (p[1]) {
+    case '0': // connected to "/"
+      if (c.sio_connected)
+        return fail("second connect packet: " + text());
+      c.sio_connected = true;
+      if (c.producer)
+        ++attached_;
+      else // join with an ack (id 0): subscribed once it comes back
+        send_frame(c, idx, "420[\"join\",\""
+                             + sessions_[static_cast<size_t>(c.session)].id
+                             + "\"]");
+      return;
+    case '2': // event: 42["event",{room,ref,seq,data}]
+      if (!contains(p, end, "[\"event\","))
+        return fail("unexpected Socket.IO event: " + text());
+      return on_event(c, p, n);
+    case '3': // ack: 43<id>[…]
+      if (contains(p, end, "\"error\""))
+        return fail("error from the server: " + text());
+      if (c.producer)
+        return on_ack(c, idx, p, n);
+      if (c.subscribed)
+        return fail("unexpected ack: " + text());
+      c.subscribed = true;
+      c.next_seq = 1; // joined before the first publish: the room's seq 1
+      ++subscribed_;
+      return;
+    case '4':
+      return fail("Socket.IO connect error: " + text());
+    default:
+      return fail("unexpected Socket.IO packet: " + text());
+  }
+}
+
+/// A publish into room `s` for the reference servers: the producer numbers
+/// the room's events itself, since those servers keep no sequence.
+std::string load_run::publish_frame_reference(int s) {
+  auto& room = sessions_[static_cast<size_t>(s)];
+  auto body = "{\"room\":\"" + room.id + "\",\"ref\":" + std::to_string(s)
+              + ",\"seq\":" + std::to_string(++room.last_published)
+              + ",\"data\":{\"p\":\"" + padding_ + "\",\"t\":"
+              + std::to_string(now_ns()) + "}}";
+  if (o_.proto == protocol::socketio) // ack id: any number; the ack's ref says which room
+    return "42" + std::to_string(published_) + "[\"publish\"," + body + "]";
+  return "{\"op\":\"publish\"," + body.substr(1);
+}
+
+std::string load_run::publish_frame(int s) {
+  if (o_.proto != protocol::sessionhost)
+    return publish_frame_reference(s);
+  // Keys in the order the server's JSON keeps them does not matter: the
+  // receiver looks for "t" anywhere in the event.
+  return "{\"op\":\"publish\",\"session\":\"" + sessions_[s].id
+         + "\",\"type\":\"load\",\"ref\":" + std::to_string(s)
+         + ",\"data\":{\"p\":\"" + padding_ + "\",\"t\":"
+         + std::to_string(now_ns()) + "}}";
+}
+
 /// One publish from producer `c` into its next session.
 void load_run::publish(connection& c, int idx) {
   if (c.sessions.empty() || c.st != conn_state::open)
     return;
   int s = c.sessions[c.rr++ % c.sessions.size()];
-  // Keys in the order the server's JSON keeps them does not matter: the
-  // receiver looks for "t" anywhere in the event.
-  std::string frame = "{\"op\":\"publish\",\"session\":\"" + sessions_[s].id
-                      + "\",\"type\":\"load\",\"ref\":" + std::to_string(s)
-                      + ",\"data\":{\"p\":\"" + padding_ + "\",\"t\":"
-                      + std::to_string(now_ns()) + "}}";
+  std::string frame = publish_frame(s);
   ++c.inflight;
   ++published_;
   if (measuring_)
@@ -1047,7 +1222,8 @@ int load_run::run() {
       err_json += ch;
   }
   std::printf(
-    "{\"tool\":\"sessionhost-load\",\"mode\":\"%s\",\"sessions\":%d,"
+    "{\"tool\":\"sessionhost-load\",\"protocol\":\"%s\",\"mode\":\"%s\","
+    "\"event_bytes\":%zu,\"sessions\":%d,"
     "\"clients_per_session\":%d,\"subscribers\":%zu,\"producers\":%d,"
     "\"rate\":%.0f,\"window\":%d,\"duration_s\":%.3f,"
     "\"published\":%" PRIu64 ",\"acked\":%" PRIu64
@@ -1064,7 +1240,8 @@ int load_run::run() {
     "\"rss_kb_before_subscribers\":%ld,\"rss_kb_subscribed\":%ld,"
     "\"rss_kb_end\":%ld,\"kb_per_subscriber\":%.2f},"
     "\"machine\":{\"steal_pct_per_cpu\":%s}%s%s%s}\n",
-    o_.idle ? "idle" : (o_.rate > 0 ? "rate" : "window"), R, o_.clients, nsubs,
+    protocol_name(o_.proto), o_.idle ? "idle" : (o_.rate > 0 ? "rate" : "window"),
+    last_event_bytes_, R, o_.clients, nsubs,
     nproducers_, o_.rate, o_.window, window_s, published_, acked_,
     per_s(published_window_), delivered_total_, per_s(delivered_window_),
     behind_, p50, p99, p999, mx, latencies_us_.size(), gaps, dups,
