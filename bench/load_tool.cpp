@@ -1109,8 +1109,8 @@ int load_run::run() {
     if (o_.rate <= 0)
       for (int p = 0; p < nproducers_; ++p) {
         auto& c = conns_[static_cast<size_t>(p)];
-        while (c.inflight < c.window)
-          publish(c, p);
+        while (c.st == conn_state::open && c.inflight < c.window)
+          publish(c, p); // (a closed producer publishes nothing: no spin)
       }
     uint64_t due_sent = 0;
     for (;;) {
