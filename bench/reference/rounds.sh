@@ -54,7 +54,7 @@ start() { # sessionhost | socketio | ws
 steal() { awk '/^cpu / {print $9}' /proc/stat; } # all CPUs, 1/100 s
 status=0
 for round in $(seq "$rounds"); do
-  echo "# round $round $(date -u +%H:%M:%S) $(git rev-parse --short HEAD)"
+  echo "# round $round $(date -u +%H:%M:%S) $(git rev-parse --short HEAD 2>/dev/null || echo "${COMMIT:-?}")"
   "$bin/bench/wake_probe" --cpus=0,1 | grep '"tcp"' || status=1
   for scenario in "100x10-full --sessions=100 --clients=10 --window=2000" \
                   "100x10-20000/s --sessions=100 --clients=10 --rate=2000" \
