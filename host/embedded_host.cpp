@@ -40,7 +40,8 @@ embedded_host::embedded_host(caf::actor_system& sys, host_options opts)
   retention.detached = opts.detached_persistence;
   retention_ = spawn_retention_actor(sys, store_, svc->clock, obs_, retention);
   auto ids = opts.ids ? opts.ids : std::make_shared<uuid_generator>();
-  host_ = spawn_session_host(sys, host_args{svc, store_, ids});
+  host_ = spawn_session_host(
+    sys, host_args{svc, store_, ids, opts.detached_persistence});
   client_window_ = opts.client_window;
   hub_ = spawn_client_hub(sys, host_,
                           client_hub_options{opts.client_window,

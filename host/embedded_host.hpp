@@ -31,8 +31,9 @@ struct host_options {
   std::shared_ptr<id_generator> ids;  ///< default: UUIDv4
   /// Session types by name; default: the built-ins (echo, agent).
   std::shared_ptr<session_type_registry> types;
-  /// Persistence and retention on their own threads (off for CAF's
-  /// test_coordinator).
+  /// The actors that block in the store on threads of their own: the
+  /// persistence listener, retention, and the host's create writer and
+  /// loader (off for CAF's test_coordinator).
   bool detached_persistence = true;
   /// Unconfirmed events per client of the client hub; past it the client is
   /// dropped and sent (lagged_atom, session_id, last_seq).

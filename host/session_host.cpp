@@ -12,6 +12,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/spawn_options.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -310,8 +311,10 @@ caf::error load_error(const std::string& id, const store_error& e) {
 // At most this many loads per store call: the host starts one chunk's
 // sessions while the loader reads and claims the next.
 constexpr size_t load_chunk_size = 256;
-// A burst this small is loaded on the host's own turn: handing it to the
-// loader would only add a wake-up of another thread to its latency.
+// With a scheduled loader (a test scheduler), a burst this small is loaded
+// on the host's own turn: handing it over would only add a wake-up. A
+// detached loader takes every burst, so the claim's commit never blocks the
+// host's worker.
 constexpr size_t small_load_burst = 16;
 
 // Starts the sessions of a chunk the loader brought back and answers
@@ -401,7 +404,7 @@ void commit_loads(self_pointer self) {
   }
   load_chunk chunk;
   auto send = [&] {
-    if (batch.size() <= small_load_burst) {
+    if (!st.args.detached_store && batch.size() <= small_load_burst) {
       try {
         chunk.got = st.args.store->load_activate_many(chunk.ids);
       } catch (const store_error& e) {
@@ -845,11 +848,17 @@ void queue_creates(self_pointer self) {
 session_host_actor::behavior_type host_behavior(self_pointer self,
                                                 host_args args) {
   self->state.args = std::move(args);
-  // A scheduled actor, not a detached one: on two CAF workers its commit
-  // runs on one while the host spawns on the other (and a deterministic
-  // test scheduler still runs it).
-  self->state.writer = self->spawn(create_writer, self->state.args.store);
-  self->state.loader = self->spawn(loader, self->state.args.store);
+  // On threads of their own (detached_store): a commit blocks its thread
+  // until fdatasync returns, which on a CAF worker would stall everything
+  // scheduled there. Scheduled only for a deterministic test scheduler.
+  auto& store = self->state.args.store;
+  if (self->state.args.detached_store) {
+    self->state.writer = self->spawn<caf::detached>(create_writer, store);
+    self->state.loader = self->spawn<caf::detached>(loader, store);
+  } else {
+    self->state.writer = self->spawn(create_writer, store);
+    self->state.loader = self->spawn(loader, store);
+  }
   // Sessions and the writer do not outlive their host (a killed host would
   // otherwise leave them running, and ~actor_system waiting for them). The
   // state is gone by the time attached functors run, so the functor shares

@@ -21,10 +21,16 @@
 
 namespace sessionhost {
 
+/// What the session host is spawned with.
 struct host_args {
   services_ptr services;
   store_ptr store;
   std::shared_ptr<id_generator> ids;
+  /// The create writer and the loader, which block in the store (a commit
+  /// waits for fdatasync), on threads of their own, so a commit never holds
+  /// a CAF worker (on one worker: every session, the hub and every
+  /// connection). Off only where CAF's test_coordinator must run them.
+  bool detached_store = true;
 };
 
 session_host_actor spawn_session_host(caf::actor_system& sys, host_args args);

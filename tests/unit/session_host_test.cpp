@@ -524,8 +524,10 @@ protected:
     config.idle_timeout = std::chrono::seconds(60);
     auto svc = make_services();
     svc->types = session_type_registry::with_builtins();
+    // The writer and loader scheduled: the test scheduler runs them.
     host = spawn_session_host(sys, host_args{svc, store,
-                                             std::make_shared<sequential_id_generator>()});
+                                             std::make_shared<sequential_id_generator>(),
+                                             false});
     to_stop.push_back(caf::actor_cast<caf::actor>(host));
     sched.run();
   }
