@@ -12,7 +12,6 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <caf/actor_system.hpp>
 #include <caf/config_option_adder.hpp>
@@ -114,18 +113,18 @@ int serve(int argc, char** argv) {
   }
   if (cfg.cli_helptext_printed)
     return 0;
-  // CAF sizes its scheduler by the machine's cores. A server confined to
-  // fewer (taskset, a cpuset) would run more workers than it has cores and
-  // pay a context switch on every hop between them; unless the scheduler's
-  // size is configured, use the CPUs this process may run on.
+  // CAF 0.17 starts one worker per machine core, and at least 4. With more
+  // workers than CPUs (a 2-core machine, or a server confined by taskset or
+  // a cpuset) every hop between them is a context switch and idle workers
+  // nap and poll; unless the scheduler's size is configured, use the CPUs
+  // this process may run on. (Nothing that waits for the disk runs on a
+  // worker: the store's writers and the loader have threads of their own.)
   cpu_set_t cpus;
   int confined_to = 0; // CPUs this process may run on (0: unknown)
   if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
     confined_to = CPU_COUNT(&cpus);
   if (!caf::get_if<size_t>(&cfg.content, "scheduler.max-threads")
-      && confined_to > 0
-      && static_cast<unsigned>(confined_to)
-           < std::thread::hardware_concurrency())
+      && confined_to > 0)
     cfg.set("scheduler.max-threads", static_cast<size_t>(confined_to));
   // An idle CAF worker polls its queue: 100 spins, then 500 polls 50 µs
   // apart (~25 ms) before it sleeps on a condition variable. On one CPU

@@ -15,7 +15,8 @@
 //                   [--idle-timer=on|off] [--policy=stealing|sharing]
 //                   [--threads=N] [--only=activation|stored] [--sliding]
 //                   [--reload=N] [--loads=N] [--thread-cpu] [--perf-ctl=FIFO]
-// (--quick: tiny sizes, for CI to keep the benchmark working; --only=activation:
+// (--threads: CAF workers, by default the CPUs it may run on, as `sessionhost
+// serve` sizes them; --quick: tiny sizes, for CI to keep the benchmark working; --only=activation:
 // print the first two figures and exit at once, for a profiler; --only=stored:
 // create the sessions in batches, then print activation_of_stored alone and
 // exit, for a profiler; --reload: how many stored sessions to unload and load
@@ -33,6 +34,7 @@
 #include <sstream>
 #include <memory>
 #include <string>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
@@ -236,7 +238,12 @@ int main(int argc, char** argv) {
   // --policy=sharing|stealing: CAF's scheduler (work stealing by default).
   auto policy = arg(argc, argv, "policy", "stealing");
   cfg.set("scheduler.policy", caf::atom_from_string(policy));
-  if (auto threads = std::stoul(arg(argc, argv, "threads", "0")))
+  // CAF workers: as many as the CPUs this process may run on, as
+  // `sessionhost serve` does (CAF's own default is at least 4), or --threads.
+  size_t threads = std::stoul(arg(argc, argv, "threads", "0"));
+  if (cpu_set_t cpus; threads == 0 && sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+    threads = static_cast<size_t>(CPU_COUNT(&cpus));
+  if (threads > 0)
     cfg.set("scheduler.max-threads", threads);
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
