@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "host/latency_histogram.hpp"
 #include "host/session_info.hpp"
 
 namespace sessionhost {
@@ -72,6 +73,9 @@ public:
 
   /// The counters, updated by the host's actors.
   host_counters counters;
+  /// From each event's `ts` (its append) to the store's commit of it
+  /// returned (observed by the persistence listener, per event).
+  latency_histogram publish_to_durable;
   /// False while the store refuses writes (set by the persistence listener).
   std::atomic<bool> store_healthy{true};
 

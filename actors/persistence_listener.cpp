@@ -39,6 +39,13 @@ struct listener_state {
 
 using self_pointer = persistence_listener_actor::stateful_pointer<listener_state>;
 
+// The wall clock, as events' `ts` is (host/clock.hpp).
+micros now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 uint64_t durable_seq_of(const append_batch& b) {
   if (!b.events.empty())
     return b.events.back().seq;
@@ -59,8 +66,11 @@ void schedule_commit(self_pointer self, bool from_idle) {
 }
 
 void report_durable(self_pointer self, const session_actor& who,
-                    const append_batch& b) {
-  self->state.obs->counters.events_persisted += b.events.size();
+                    const append_batch& b, micros now) {
+  auto& obs = *self->state.obs;
+  obs.counters.events_persisted += b.events.size();
+  for (auto& e : b.events)
+    obs.publish_to_durable.observe(now - e.ts);
   self->send(who, durable_atom::value, durable_seq_of(b));
 }
 
@@ -75,7 +85,7 @@ void commit_isolated(self_pointer self,
       continue;
     try {
       st.store->append({batch});
-      report_durable(self, who, batch);
+      report_durable(self, who, batch, now_us());
     } catch (const store_error& e) {
       if (e.error_code() == store_error::code::io)
         throw;
@@ -114,8 +124,9 @@ void commit(self_pointer self) {
   try {
     try {
       st.store->append(batches);
+      auto now = now_us();
       for (auto& [who, batch] : items)
-        report_durable(self, who, batch);
+        report_durable(self, who, batch, now);
     } catch (const store_error& e) {
       if (e.error_code() == store_error::code::io)
         throw;

@@ -350,25 +350,19 @@ void metrics(const call& c) {
         counter("sessionhost_ws_refused_total",
                 "WebSocket upgrades refused (token or origin).",
                 s.ws_refused.load());
-        auto& h = s.publish_to_send;
-        const char* hname = "sessionhost_publish_to_send_seconds";
-        out << "# HELP " << hname
-            << " From an event's publish (ts) to its frame handed to the "
-               "socket write, live events.\n# TYPE "
-            << hname << " histogram\n";
-        uint64_t cum = 0;
-        for (size_t i = 0; i < h.buckets.size(); ++i) {
-          cum += h.buckets[i].load();
-          out << hname << "_bucket{le=\"";
-          if (i < h.bounds_us.size())
-            out << static_cast<double>(h.bounds_us[i]) / 1e6;
-          else
-            out << "+Inf";
-          out << "\"} " << cum << '\n';
-        }
-        out << hname << "_sum " << static_cast<double>(h.sum_us.load()) / 1e6
-            << '\n'
-            << hname << "_count " << h.count.load() << '\n';
+        // Where a publish's time goes, stage by stage (docs/PROTOCOL.md).
+        ctx->obs->publish_to_durable.write_prometheus(
+          out, "sessionhost_publish_to_durable_seconds",
+          "From an event's publish (ts) to the store's commit of it "
+          "returned (durable).");
+        s.publish_to_send.write_prometheus(
+          out, "sessionhost_publish_to_send_seconds",
+          "From an event's publish (ts) to its frame handed to the socket "
+          "write, live events, per subscriber.");
+        s.publish_to_ack.write_prometheus(
+          out, "sessionhost_publish_to_ack_seconds",
+          "From a WebSocket publish frame read off the socket to its ack "
+          "handed to the socket write.");
         r({200, "text/plain; version=0.0.4", out.str()});
       },
       c.on_error());

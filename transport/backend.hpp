@@ -58,11 +58,19 @@ using wire_frame = std::shared_ptr<const std::string>;
 /// The wire frame of one unfragmented message: text, or binary.
 wire_frame make_wire_frame(std::string_view payload, bool binary);
 
-/// A frame to send, with the publish time of the live event it carries
-/// (micros since the epoch, 0: none) for the publish-to-send histogram.
+/// A frame to send, with the time its latency histogram counts from
+/// (micros since the epoch): positive, the publish time of the live event it
+/// carries (publish-to-send); negative, minus the read time of the publish
+/// it acknowledges (publish-to-ack); 0, none. One field, not two: idle
+/// connections keep their queue's buffer.
 struct outgoing_frame {
   wire_frame wire;
   int64_t event_ts = 0;
+
+  /// The ack of a publish read off the socket at `read_us`.
+  static outgoing_frame ack(wire_frame w, int64_t read_us) {
+    return {std::move(w), read_us > 0 ? -read_us : 0};
+  }
 };
 
 /// The server side of one WebSocket connection, as seen by the actors.

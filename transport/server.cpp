@@ -533,8 +533,10 @@ private:
         left -= rest;
         out_offset_ = 0;
         queued_ -= f.wire->size();
-        if (f.event_ts != 0)
+        if (f.event_ts > 0)
           srv_->stats->publish_to_send.observe(now - f.event_ts);
+        else if (f.event_ts < 0)
+          srv_->stats->publish_to_ack.observe(now + f.event_ts);
         bool was_close = close_wire_ && f.wire == close_wire_;
         pop_out();
         if (was_close)

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "host/latency_histogram.hpp"
 #include "transport/backend.hpp"
 
 namespace sessionhost::transport {
@@ -24,30 +25,6 @@ struct server_options {
   size_t client_queue_bytes = 8 << 20; // per WebSocket outgoing bound: 1013
 };
 
-/// Publish-to-send latency of live events: from the event's `ts` to the
-/// moment its frame is handed to the socket write (a Prometheus histogram).
-struct latency_histogram {
-  /// Upper bounds of the buckets in microseconds (then +Inf).
-  static constexpr std::array<int64_t, 14> bounds_us{
-    100, 250, 500, 1'000, 2'500, 5'000, 10'000, 25'000, 50'000, 100'000,
-    250'000, 500'000, 1'000'000, 5'000'000};
-  /// Per bucket (not cumulative); the last one is +Inf.
-  std::array<std::atomic<uint64_t>, bounds_us.size() + 1> buckets{};
-  std::atomic<uint64_t> count{0};
-  std::atomic<uint64_t> sum_us{0};
-
-  void observe(int64_t us) noexcept {
-    if (us < 0)
-      us = 0; // clocks of two threads: never a negative latency
-    size_t i = 0;
-    while (i < bounds_us.size() && us > bounds_us[i])
-      ++i;
-    ++buckets[i];
-    ++count;
-    sum_us += static_cast<uint64_t>(us);
-  }
-};
-
 /// Counters the server keeps (for /metrics).
 struct server_stats {
   std::atomic<uint64_t> http_requests{0};
@@ -57,7 +34,12 @@ struct server_stats {
   std::atomic<uint64_t> ws_oversize_closed{0}; // closed with 1009
   std::atomic<uint64_t> ws_refused{0};         // upgrades refused (401/403)
   std::atomic<uint64_t> ws_resumed{0}; // live subscriptions the hub dropped
+  /// A live event's publish (its `ts`) to its frame handed to the socket
+  /// write, per subscriber.
   latency_histogram publish_to_send;
+  /// A WebSocket publish frame read off the socket to its ack handed to the
+  /// socket write.
+  latency_histogram publish_to_ack;
 };
 
 class server {

@@ -10,6 +10,7 @@
 // sent. On a "sessionhost.v1.proto" connection the same ops travel as
 // protobuf frames (proto_frames.hpp).
 #include <array>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -87,10 +88,14 @@ struct ws_state {
     caf::message msg;
     caf::actor_addr via;
     bool resent = false; // sent again once already: not again
+    int64_t read_us = 0; // a publish: when its frame was read (micros)
   };
   std::map<uint64_t, in_flight> asking;
   uint64_t next_ask = 1;
   bool ack_timer_armed = false;
+  // When the frame being handled was read off the socket (micros since the
+  // epoch): a publish's ack counts its latency from there.
+  int64_t frame_read_us = 0;
   static inline const char* name = "ws_connection";
 };
 
@@ -114,11 +119,12 @@ void flush_outbox(self_ptr self) {
     std::vector<outgoing_frame>{}.swap(st.outbox);
 }
 
-void send_frame(self_ptr self, std::string frame) {
+// `ts`: see outgoing_frame::event_ts.
+void send_frame(self_ptr self, std::string frame, int64_t ts = 0) {
   flush_outbox(self); // events gathered before it go first
   self->state.ctx->if_open([&] {
     if (auto s = self->state.sink.lock())
-      s->send_text(std::move(frame));
+      s->send_text(std::move(frame), ts);
   });
 }
 
@@ -156,9 +162,10 @@ void send_error_ref(self_ptr self, const caf::error& err,
 
 /// Queues a JSON text frame behind the ones gathered so far; a message to
 /// ourselves hands them over once the replies queued meanwhile are done.
-void queue_text(self_ptr self, std::string_view text) {
+/// `read_us`: the read time of the publish it acknowledges, if it is one.
+void queue_text(self_ptr self, std::string_view text, int64_t read_us = 0) {
   auto& st = self->state;
-  st.outbox.push_back({make_wire_frame(text, false), 0});
+  st.outbox.push_back(outgoing_frame::ack(make_wire_frame(text, false), read_us));
   if (!st.flush_scheduled) {
     st.flush_scheduled = true;
     self->send(self, flush_acks_atom::value);
@@ -694,14 +701,15 @@ std::string seq_ack_text(const std::string& ref, uint64_t seq,
   return out;
 }
 
-/// Acknowledges a publish or a send with its seq.
+/// Acknowledges a publish or a send with its seq; `read_us`: when the
+/// publish was read (0: not a publish).
 void ack_seq(self_ptr self, const std::string& ref, const std::string& id,
-             uint64_t seq) {
+             uint64_t seq, int64_t read_us = 0) {
   if (!self->state.proto)
-    return queue_text(self, seq_ack_text(ref, seq, id));
+    return queue_text(self, seq_ack_text(ref, seq, id), read_us);
   json j{{"op", "ack"}, {"session", id}, {"ref", json::parse(ref)}};
   j["seq"] = seq;
-  send(self, j);
+  send_frame(self, server_op_to_proto(j), read_us > 0 ? -read_us : 0);
 }
 
 /// Sends `msg` to session `s` and acknowledges with `extra(result)` merged
@@ -787,6 +795,7 @@ void publish(self_ptr self, const std::string& id, const std::string& ref,
              std::string type, json_text data, std::string key) {
   auto n = start_ask(self, id, ref);
   auto& f = self->state.asking.find(n)->second;
+  f.read_us = self->state.frame_read_us;
   f.msg = caf::make_message(publish_atom::value, std::move(type),
                             std::move(data), std::move(key), caf::actor{self},
                             n);
@@ -1043,7 +1052,8 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
     }
   });
   return {
-    [self](ws_in_atom, const std::string& text) {
+    [self](ws_in_atom, const std::string& text, int64_t read_us) {
+      self->state.frame_read_us = read_us;
       try {
         on_text(self, text);
       } catch (const store_error& e) {
@@ -1052,7 +1062,8 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
         send_error(self, errc::bad_request, e.what(), nullptr);
       }
     },
-    [self](ws_bin_atom, const std::string& data) {
+    [self](ws_bin_atom, const std::string& data, int64_t read_us) {
+      self->state.frame_read_us = read_us;
       try {
         on_binary(self, data);
       } catch (const store_error& e) {
@@ -1131,8 +1142,9 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
           continue; // expired: the client was told already
         auto ref = std::move(i->second.ref);
         auto id = std::move(i->second.session);
+        auto read_us = i->second.read_us;
         asking.erase(i);
-        ack_seq(self, ref, id, acks[k + 1]);
+        ack_seq(self, ref, id, acks[k + 1], read_us);
       }
     },
     [self](publish_refused_atom, uint64_t n, const caf::error& err) {
@@ -1165,16 +1177,24 @@ caf::behavior ws_connection(self_ptr self, std::shared_ptr<api_context> ctx,
   };
 }
 
+// The wall clock in micros, as the server's publish-to-send histogram reads it.
+int64_t wall_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 class handler final : public ws_handler {
 public:
   explicit handler(caf::actor a) : actor_(std::move(a)) {}
   ~handler() override { on_closed(); }
 
+  // Stamped with the read time: a publish's ack latency counts from here.
   void on_text(std::string text) override {
-    caf::anon_send(actor_, ws_in_atom::value, std::move(text));
+    caf::anon_send(actor_, ws_in_atom::value, std::move(text), wall_us());
   }
   void on_binary(std::string data) override {
-    caf::anon_send(actor_, ws_bin_atom::value, std::move(data));
+    caf::anon_send(actor_, ws_bin_atom::value, std::move(data), wall_us());
   }
   void on_closed() override {
     if (actor_) {

@@ -4,7 +4,12 @@
 // publish-to-send histogram (docs/PROTOCOL.md). Every wait is bounded.
 #include "serve_fixture.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -475,27 +480,89 @@ TEST_F(protocol_test, an_unloaded_session_tells_its_subscribers_and_stays_unload
     << m.body;
 }
 
-TEST_F(protocol_test, metrics_have_the_publish_to_send_histogram) {
+/// The cumulative bucket counts of histogram `h` in a /metrics body, in
+/// order, and its _count (-1 when missing).
+std::pair<std::vector<uint64_t>, long> histogram_of(const std::string& body,
+                                                    const std::string& h) {
+  std::vector<uint64_t> cum;
+  std::istringstream in{body};
+  long count = -1;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(h + "_bucket{le=\"", 0) == 0)
+      cum.push_back(std::stoull(line.substr(line.rfind(' ') + 1)));
+    else if (line.rfind(h + "_count ", 0) == 0)
+      count = std::stol(line.substr(line.rfind(' ') + 1));
+  }
+  return {cum, count};
+}
+
+TEST_F(protocol_test, metrics_show_where_a_publish_spends_its_time) {
   auto id = create();
-  ws_client ws{proc->port};
-  ws.send({{"op", "subscribe"}, {"session", id}, {"ref", 1}});
-  ASSERT_TRUE(ws.read_op("subscribed", 1));
+  ws_client producer{proc->port};
+  producer.send(
+    {{"op", "attach"}, {"session", id}, {"peer", "producer"}, {"ref", 1}});
+  ASSERT_TRUE(producer.read_op("ack", 1));
+  // Subscribed after the attach's events were durable: it gets those from
+  // the store (not counted), then the live ones below.
+  ws_client sub{proc->port};
+  sub.send({{"op", "subscribe"}, {"session", id}, {"ref", 1}});
+  ASSERT_TRUE(sub.read_op("subscribed", 1));
+  auto before = call(verb::get, "/metrics");
+  ASSERT_EQ(before.status, 200);
+  auto durable0 =
+    histogram_of(before.body, "sessionhost_publish_to_durable_seconds").second;
+  auto sent0 =
+    histogram_of(before.body, "sessionhost_publish_to_send_seconds").second;
+  ASSERT_GE(durable0, 0) << before.body; // attaching emitted events already
+  ASSERT_GE(sent0, 0) << before.body;
+  // Three over REST, four over the WebSocket: seven durable, seven sent to
+  // the one subscriber, four acks written.
   for (int i = 0; i < 3; ++i)
     ASSERT_EQ(call(verb::post, "/v1/sessions/" + id + "/events",
                    R"({"type":"log"})")
                 .status,
               202);
-  for (int i = 0; i < 3; ++i)
-    ASSERT_TRUE(ws.read_op("event")) << i;
+  uint64_t last = 0;
+  for (int i = 0; i < 4; ++i) {
+    producer.send({{"op", "publish"}, {"session", id}, {"type", "log"},
+                   {"ref", 10 + i}});
+    auto a = producer.read_op("ack", 10 + i);
+    ASSERT_TRUE(a) << i;
+    last = (*a)["seq"].get<uint64_t>();
+  }
+  // The replayed events first, then the seven live ones, up to the last.
+  uint64_t seen = 0;
+  for (int i = 0; i < 50 && seen < last; ++i) {
+    auto e = sub.read_op("event");
+    ASSERT_TRUE(e) << i;
+    seen = (*e)["seq"].get<uint64_t>();
+  }
+  ASSERT_EQ(seen, last);
   auto m = call(verb::get, "/metrics");
   ASSERT_EQ(m.status, 200);
-  const std::string h = "sessionhost_publish_to_send_seconds";
-  EXPECT_NE(m.body.find("# TYPE " + h + " histogram"), std::string::npos);
-  EXPECT_NE(m.body.find(h + "_bucket{le=\"0.001\"} "), std::string::npos)
-    << m.body;
-  EXPECT_NE(m.body.find(h + "_bucket{le=\"+Inf\"} 3\n"), std::string::npos)
-    << m.body;
-  EXPECT_NE(m.body.find(h + "_count 3\n"), std::string::npos) << m.body;
+  struct expected {
+    std::string name;
+    long count;
+  };
+  for (auto& [h, count] :
+       {expected{"sessionhost_publish_to_durable_seconds", durable0 + 7},
+        expected{"sessionhost_publish_to_send_seconds", sent0 + 7},
+        expected{"sessionhost_publish_to_ack_seconds", 4}}) {
+    EXPECT_NE(m.body.find("# TYPE " + h + " histogram"), std::string::npos)
+      << h;
+    // Fine buckets where a publish's stages spend their time.
+    for (auto le : {"5e-05", "0.0001", "0.00025", "0.0005", "0.001",
+                    "0.00125", "0.002", "0.005"})
+      EXPECT_NE(m.body.find(h + "_bucket{le=\"" + le + "\"} "),
+                std::string::npos)
+        << h << " le=" << le << "\n" << m.body;
+    auto [cum, n] = histogram_of(m.body, h);
+    EXPECT_EQ(n, count) << h << "\n" << m.body;
+    ASSERT_EQ(cum.size(), 31u) << h;
+    EXPECT_TRUE(std::is_sorted(cum.begin(), cum.end())) << h; // cumulative
+    EXPECT_EQ(static_cast<long>(cum.back()), count) << h; // +Inf: every one
+    EXPECT_NE(m.body.find(h + "_sum "), std::string::npos) << h;
+  }
   EXPECT_NE(m.body.find("sessionhost_ws_slow_closed_total 0"), std::string::npos);
 }
 
