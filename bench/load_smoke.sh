@@ -29,5 +29,13 @@ done
 [ -n "$url" ] || { echo "serve printed no address"; cat "$out"; exit 1; }
 "$load_bin" --url="$url" --server-pid="$pid" --sessions=2 --clients=2 \
   --window=16 --duration=1 --warmup=0.2 --timeout=20
-"$load_bin" --url="$url" --server-pid="$pid" --sessions=2 --clients=2 \
-  --rate=500 --duration=1 --warmup=0.2 --timeout=20
+# At a rate, spinning (--busy-poll): the line names the diagnostic and
+# carries the server's stage latencies from /metrics over the window.
+line=$("$load_bin" --url="$url" --server-pid="$pid" --sessions=2 --clients=2 \
+  --rate=500 --duration=1 --warmup=0.2 --timeout=20 --busy-poll)
+echo "$line"
+for want in '"busy_poll_diagnostic":true' '"server_latency_us":{"source"' \
+            '"publish_to_durable":{"count":[1-9]' \
+            '"publish_to_send":{"count":[1-9]' '"publish_to_ack":{"count":[1-9]'; do
+  grep -q "$want" <<<"$line" || { echo "missing $want"; exit 1; }
+done

@@ -19,6 +19,14 @@
 // each room's events itself (seq in the payload), so gaps and duplicates are
 // checked the same way. Those servers persist nothing.
 //
+// The server's own view: /metrics is scraped before and after the measured
+// window and the p50/p99 of its latency histograms over the window (stage by
+// stage: publish to durable, to send, to ack) are printed beside ours.
+//
+// --busy-poll (a diagnostic, off by default): the loop polls epoll with a
+// zero timeout instead of sleeping in it, so this process's own wake-up is
+// out of the publish-to-receive figure (and one CPU is spent spinning).
+//
 // A plain single-threaded epoll client with its own minimal HTTP/WebSocket
 // framing: nothing here is shared with the server's code.
 #include <algorithm>
@@ -26,6 +34,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +42,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -43,6 +53,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <thread>
 #include <unistd.h>
 #include <unordered_map>
 #include <vector>
@@ -96,6 +107,7 @@ struct options {
   long server_pid = 0; // 0: find the process listening on the URL's port
   bool idle = false;
   protocol proto = protocol::sessionhost;
+  bool busy_poll = false; // diagnostic: spin on epoll instead of sleeping
 };
 
 constexpr const char* usage =
@@ -103,7 +115,7 @@ constexpr const char* usage =
   "         [--sessions=R | --ids=ID,ID,…] [--clients=C] [--producers=P]\n"
   "         [--rate=PUBLISHED_PER_S | --window=N] [--duration=S] [--warmup=S]\n"
   "         [--payload=BYTES] [--type=echo] [--timeout=S] [--server-pid=PID]\n"
-  "         [--max-connecting=N] [--idle]\n"
+  "         [--max-connecting=N] [--idle] [--busy-poll]\n"
   "         [--protocol=sessionhost|socketio|ws]\n";
 
 options parse_options(int argc, char** argv) {
@@ -116,6 +128,10 @@ options parse_options(int argc, char** argv) {
     }
     if (a == "--idle") {
       o.idle = true;
+      continue;
+    }
+    if (a == "--busy-poll") {
+      o.busy_poll = true;
       continue;
     }
     auto eq = a.find('=');
@@ -406,6 +422,96 @@ private:
   int fd_ = -1;
   std::string buf_;
 };
+
+// -- the server's latency histograms (/metrics) ---------------------------------
+
+/// One histogram's cumulative buckets: (upper bound in seconds, count), in
+/// order, +Inf last.
+using buckets = std::vector<std::pair<double, double>>;
+/// Every `sessionhost_*` histogram of one /metrics scrape, by name.
+using histograms = std::map<std::string, buckets>;
+
+histograms parse_histograms(const std::string& body) {
+  histograms out;
+  std::istringstream in{body};
+  const std::string tag = "_bucket{le=\"";
+  for (std::string line; std::getline(in, line);) {
+    auto b = line.find(tag);
+    auto sp = line.rfind(' ');
+    if (line.rfind("sessionhost_", 0) != 0 || b == std::string::npos
+        || sp == std::string::npos)
+      continue;
+    auto le = line.substr(b + tag.size(),
+                          line.find('"', b + tag.size()) - b - tag.size());
+    out[line.substr(0, b)].emplace_back(
+      le == "+Inf" ? HUGE_VAL : std::strtod(le.c_str(), nullptr),
+      std::strtod(line.c_str() + sp + 1, nullptr));
+  }
+  return out;
+}
+
+/// GET /metrics; nothing when the server does not answer it with 200.
+histograms scrape_histograms(const endpoint& ep, const options& o) {
+  rest_client rest{ep, o.token, o.timeout};
+  std::string body;
+  if (rest.request("GET", "/metrics", "", body) != 200)
+    return {};
+  return parse_histograms(body);
+}
+
+/// The q-quantile in µs of what was observed between scrapes `a` and `b`,
+/// interpolated linearly inside its bucket (as Prometheus'
+/// histogram_quantile does; a quantile in +Inf gives the last finite bound).
+/// -1 when nothing was observed.
+double quantile_us(const buckets& a, const buckets& b, double q) {
+  auto delta = [&](size_t i) {
+    return b[i].second - (i < a.size() ? a[i].second : 0.0);
+  };
+  if (b.empty() || delta(b.size() - 1) <= 0)
+    return -1;
+  auto rank = q * delta(b.size() - 1);
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (delta(i) < rank)
+      continue;
+    double lo = i == 0 ? 0.0 : b[i - 1].first;
+    if (std::isinf(b[i].first))
+      return lo * 1e6;
+    double below = i == 0 ? 0.0 : delta(i - 1);
+    double in = delta(i) - below;
+    double frac = in > 0 ? (rank - below) / in : 1.0;
+    return (lo + (b[i].first - lo) * frac) * 1e6;
+  }
+  return -1;
+}
+
+/// `"server_latency_us":{…},` for the JSON line: count, p50 and p99 of each
+/// histogram over the window; empty when the server has none.
+std::string server_latency_json(const histograms& before,
+                                const histograms& after) {
+  std::string out;
+  for (auto& [name, b] : after) {
+    auto i = before.find(name);
+    static const buckets none;
+    auto& a = i == before.end() ? none : i->second;
+    if (a.size() > b.size())
+      continue; // the server restarted between the scrapes
+    auto stage = name.substr(std::strlen("sessionhost_")); // parse checked
+    if (auto s = stage.rfind("_seconds"); s != std::string::npos)
+      stage = stage.substr(0, s);
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "%s\"%s\":{\"count\":%.0f,\"p50\":%.0f,\"p99\":%.0f}",
+                  out.empty() ? "" : ",", stage.c_str(),
+                  b.back().second - (a.empty() ? 0.0 : a.back().second),
+                  quantile_us(a, b, 0.50), quantile_us(a, b, 0.99));
+    out += buf;
+  }
+  if (out.empty())
+    return out;
+  return "\"server_latency_us\":{\"source\":\"/metrics bucket deltas over "
+         "the window, interpolated\","
+         + out + "},";
+}
 
 /// The value of the first `"key":"…"` string in `json` (no escapes expected).
 std::string json_string(const std::string& json, const char* key) {
@@ -1080,6 +1186,8 @@ int load_run::run() {
   int64_t measured_ns = 0;
   double server_cpu_s = 0;
   std::vector<long> steal1, steal2; // per CPU, over the measured window
+  histograms hist1, hist2;          // the server's, around the window
+  std::thread scrape1; // off the loop: a blocking request would delay reads
   if (ok && o_.idle) {
     // Hold the connections; anything the server closes is an error.
     auto until = now_ns() + static_cast<int64_t>(o_.duration * 1e9);
@@ -1120,10 +1228,12 @@ int load_run::run() {
         window_start_ = now;
         sample_proc(pid, s1);
         steal1 = sample_steal();
+        if (o_.proto == protocol::sessionhost) // the others have no /metrics
+          scrape1 = std::thread{[&] { hist1 = scrape_histograms(ep_, o_); }};
       }
       if (now >= end || errors_ > 0)
         break;
-      bool tick = poll_once(o_.rate > 0 ? 10 : 10);
+      bool tick = poll_once(o_.busy_poll ? 0 : 10);
       if (tick) {
         uint64_t expirations = 0;
         if (read(tfd, &expirations, sizeof expirations) < 0) {
@@ -1147,6 +1257,10 @@ int load_run::run() {
     publishing_ = false;
     sample_proc(pid, s2);
     steal2 = sample_steal();
+    if (scrape1.joinable()) {
+      scrape1.join();
+      hist2 = scrape_histograms(ep_, o_);
+    }
     measured_ns = window_end_ - window_start_;
     server_cpu_s = s2.cpu_s - s1.cpu_s;
     if (tfd >= 0)
@@ -1238,7 +1352,7 @@ int load_run::run() {
     "\"server\":{\"pid\":%ld,\"cpu_s\":%.2f,\"cpu_pct\":%.1f,"
     "\"delivered_per_cpu_s\":%.0f,"
     "\"rss_kb_before_subscribers\":%ld,\"rss_kb_subscribed\":%ld,"
-    "\"rss_kb_end\":%ld,\"kb_per_subscriber\":%.2f},"
+    "\"rss_kb_end\":%ld,\"kb_per_subscriber\":%.2f},%s%s"
     "\"machine\":{\"steal_pct_per_cpu\":%s}%s%s%s}\n",
     protocol_name(o_.proto), o_.idle ? "idle" : (o_.rate > 0 ? "rate" : "window"),
     last_event_bytes_, R, o_.clients, nsubs,
@@ -1254,6 +1368,8 @@ int load_run::run() {
     nsubs > 0 && s_sub.rss_kb > 0 && s0.rss_kb > 0
       ? static_cast<double>(s_sub.rss_kb - s0.rss_kb) / static_cast<double>(nsubs)
       : 0.0,
+    server_latency_json(hist1, hist2).c_str(),
+    o_.busy_poll ? "\"busy_poll_diagnostic\":true," : "",
     steal_json.c_str(),
     err_json.empty() ? "" : ",\"first_error\":\"", err_json.c_str(),
     err_json.empty() ? "" : "\"");
