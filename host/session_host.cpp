@@ -157,6 +157,17 @@ bool is_loaded(host_state& st, const std::string& id) {
   return find_loaded(st, id) != nullptr;
 }
 
+// Takes the operations waiting for `id` to load out of `loading` (none if
+// it is not there): the load is over, one way or another.
+std::vector<session_waiter> take_waiters(host_state& st, const std::string& id) {
+  std::vector<session_waiter> waiters;
+  if (auto i = st.loading.find(id); i != st.loading.end()) {
+    waiters = std::move(i->second);
+    st.loading.erase(i);
+  }
+  return waiters;
+}
+
 caf::error from_store(const store_error& e) {
   using code = store_error::code;
   switch (e.error_code()) {
@@ -322,14 +333,6 @@ constexpr size_t small_load_burst = 16;
 void start_loaded(self_pointer self, load_chunk& chunk) {
   auto& st = self->state;
   auto& svc = *st.args.services;
-  auto take = [&](const std::string& id) {
-    std::vector<session_waiter> waiters;
-    if (auto i = st.loading.find(id); i != st.loading.end()) {
-      waiters = std::move(i->second);
-      st.loading.erase(i);
-    }
-    return waiters;
-  };
   auto fail_all = [](auto& waiters, const caf::error& err) {
     for (auto& w : waiters)
       refuse(w, err);
@@ -340,7 +343,7 @@ void start_loaded(self_pointer self, load_chunk& chunk) {
                                         "the store answered a burst of loads "
                                         "with the wrong number of sessions");
     for (auto& id : chunk.ids) {
-      auto waiters = take(id);
+      auto waiters = take_waiters(st, id);
       fail_all(waiters, load_error(id, e));
     }
     return;
@@ -351,7 +354,7 @@ void start_loaded(self_pointer self, load_chunk& chunk) {
   auto& ready = st.ready;
   ready.clear();
   for (auto& a : chunk.got) {
-    auto waiters = take(a.id);
+    auto waiters = take_waiters(st, a.id);
     if (st.shutting_down) { // claimed, never started: as after a crash
       fail_all(waiters, make_error(errc::unavailable, "host is shutting down"));
       continue;
@@ -393,13 +396,9 @@ void commit_loads(self_pointer self) {
   auto batch = std::move(st.gathering);
   st.gathering.clear();
   if (st.shutting_down) {
-    for (auto key : batch) {
-      auto i = st.loading.find(*key);
-      auto waiters = std::move(i->second);
-      st.loading.erase(i);
-      for (auto& w : waiters)
+    for (auto key : batch)
+      for (auto& w : take_waiters(st, *key))
         refuse(w, make_error(errc::unavailable, "host is shutting down"));
-    }
     return;
   }
   load_chunk chunk;
@@ -448,10 +447,7 @@ void commit_loads(self_pointer self) {
   for (auto key : batch) {
     if (auto e = find_loaded(st, *key)) {
       // Loaded by a create in between: nothing to do.
-      auto i = st.loading.find(*key);
-      auto waiters = std::move(i->second);
-      st.loading.erase(i);
-      for (auto& w : waiters)
+      for (auto& w : take_waiters(st, *key))
         serve(w, e->handle, nullptr);
       continue;
     }
