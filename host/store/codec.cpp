@@ -192,19 +192,26 @@ session_info decode_snapshot(std::string_view bytes) {
   v1::SessionSnapshot msg;
   if (!parse(msg, bytes))
     throw store_error(code::corrupt, "stored snapshot does not decode");
+  // The message is thrown away: its strings move out rather than copy. (An
+  // empty field is protobuf's shared default: mutable_* would allocate.)
+  auto take = [](const std::string& field, std::string* (v1::SessionSnapshot::*
+                                                         mut)(),
+                 v1::SessionSnapshot& m) {
+    return field.empty() ? std::string{} : std::move(*(m.*mut)());
+  };
   session_info x;
-  x.id = msg.id();
-  x.type = msg.type();
-  x.role = msg.role();
-  for (auto& [k, v] : msg.metadata())
-    x.metadata.emplace(k, v);
+  x.id = take(msg.id(), &v1::SessionSnapshot::mutable_id, msg);
+  x.type = take(msg.type(), &v1::SessionSnapshot::mutable_type, msg);
+  x.role = take(msg.role(), &v1::SessionSnapshot::mutable_role, msg);
+  for (auto& [k, v] : *msg.mutable_metadata())
+    x.metadata.emplace(k, std::move(v));
   x.state = from_proto(msg.state());
   x.created_at = msg.created_at();
   x.updated_at = msg.updated_at();
   x.last_heartbeat = msg.last_heartbeat();
   x.message_count = msg.message_count();
   x.reconnects = msg.reconnects();
-  x.peer = msg.peer();
+  x.peer = take(msg.peer(), &v1::SessionSnapshot::mutable_peer, msg);
   x.peer_connected = msg.peer_connected();
   x.last_seq = msg.last_seq();
   x.epoch = msg.epoch();

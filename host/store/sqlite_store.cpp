@@ -797,7 +797,8 @@ struct sqlite_store::impl {
                 uint64_t tail) {
     {
       use u{*w_claim_as_read};
-      u->bind(1, id).bind(2, to_db(epoch + 1)).bind(3, to_db(epoch)).bind(4, to_db(tail));
+      u->bind_ref(1, id).bind(2, to_db(epoch + 1)).bind(3, to_db(epoch));
+      u->bind(4, to_db(tail));
       u->bind(5, rowid);
       u->step();
     }
@@ -1122,7 +1123,7 @@ sqlite_store::load_activate_many(const std::vector<std::string>& ids) {
       try {
         {
           use u{*m.r_load};
-          u->bind(1, a.id);
+          u->bind_ref(1, a.id); // a.id outlives the use: no copy
           if (!u->step()) {
             a.error = store_error(code::not_found, "no session " + a.id);
             continue;
