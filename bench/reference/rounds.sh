@@ -7,6 +7,7 @@
 # around it: the machine's steal (/proc/stat, all CPUs, CPU-s over the run).
 #
 #   bench/reference/rounds.sh BUILD_DIR [ROUNDS=3] [DURATION=5]
+#   SCENARIOS='100x10' bench/reference/rounds.sh …   # only scenarios matching (grep -E)
 #
 # BUILD_DIR: a Release build with sessionhost, sessionhost-load and wake_probe,
 # and the references installed in BUILD_DIR/reference (bench/run-all
@@ -62,6 +63,7 @@ for round in $(seq "$rounds"); do
                   "idle-100x100 --idle --sessions=100 --clients=100"; do
     set -- $scenario
     name=$1; shift
+    grep -qE -- "${SCENARIOS:-.}" <<<"$name" || continue
     d=$duration; [ "$name" = idle-100x100 ] && d=2
     for server in sessionhost socketio ws; do
       start "$server"
