@@ -74,6 +74,7 @@ set(SESSIONHOST_PUBLIC_HEADERS
   host/event.hpp
   host/id_generator.hpp
   host/json_check.hpp
+  host/latency_histogram.hpp
   host/lifecycle.hpp
   host/session_info.hpp
   host/session_type.hpp
