@@ -381,9 +381,22 @@ void start_loaded(self_pointer self, load_chunk& chunk) {
     r.waiters = std::move(waiters);
     r.handle = adopt(self, std::move(*a.info), {}, false, std::move(type));
   }
-  for (auto& r : ready)
-    for (auto& w : r.waiters)
-      serve(w, r.handle, r.fresh ? &*r.fresh : nullptr);
+  for (auto& r : ready) {
+    if (!r.fresh) {
+      for (auto& w : r.waiters)
+        serve(w, r.handle, nullptr);
+      continue;
+    }
+    // The last load answered takes the fresh info itself, not a copy.
+    auto loads = std::count_if(r.waiters.begin(), r.waiters.end(),
+                               [](auto& w) { return w.is_load; });
+    for (auto& w : r.waiters) {
+      if (w.is_load && --loads == 0)
+        w.load.deliver(std::move(*r.fresh));
+      else
+        serve(w, r.handle, &*r.fresh);
+    }
+  }
   ready.clear();
 }
 

@@ -212,6 +212,29 @@ TEST_F(host_test, a_burst_of_loads_activates_each_session_once) {
   EXPECT_EQ(loaded_ids->size(), ids.size());
 }
 
+TEST_F(host_test, loads_of_one_quiet_start_session_at_once_all_get_its_info) {
+  // agent starts quietly: the host answers its loads with the session as
+  // loaded; three loads gathered together each get all of it.
+  auto c = create("agent", "", {{"user", "ada"}});
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(call<session_info>(host->host(), unload_atom::value, c->id));
+  for (int i = 0; i < 3; ++i)
+    self->send(host->host(), load_atom::value, c->id);
+  int answered = 0;
+  for (int i = 0; i < 3; ++i)
+    self->receive(
+      [&](session_info& info) {
+        EXPECT_EQ(info.id, c->id);
+        EXPECT_TRUE(info.loaded);
+        EXPECT_EQ(info.epoch, 2u) << "activated once";
+        EXPECT_EQ(info.metadata.at("user"), "ada");
+        ++answered;
+      },
+      [&](caf::error& err) { ADD_FAILURE() << message_of(err); },
+      caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+  EXPECT_EQ(answered, 3);
+}
+
 TEST_F(host_test, loads_racing_unloads_wait_for_them_and_activate_once) {
   std::vector<std::string> ids;
   for (int i = 0; i < 30; ++i) {
