@@ -324,8 +324,8 @@ caf::error load_error(const std::string& id, const store_error& e) {
 constexpr size_t load_chunk_size = 256;
 // With a scheduled loader (a test scheduler), a burst this small is loaded
 // on the host's own turn: handing it over would only add a wake-up. A
-// detached loader takes every burst, so the claim's commit never blocks the
-// host's worker.
+// detached loader takes every burst, so the claim's write transaction (it
+// waits for the store's write lock) never blocks the host's worker.
 constexpr size_t small_load_burst = 16;
 
 // Starts the sessions of a chunk the loader brought back and answers
