@@ -76,6 +76,9 @@ public:
   /// From each event's `ts` (its append) to the store's commit of it
   /// returned (observed by the persistence listener, per event).
   latency_histogram publish_to_durable;
+  /// The store's write of one group commit (its transaction and sync), per
+  /// commit: what of publish_to_durable is the store's own.
+  latency_histogram store_commit;
   /// False while the store refuses writes (set by the persistence listener).
   std::atomic<bool> store_healthy{true};
 

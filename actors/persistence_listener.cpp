@@ -123,8 +123,10 @@ void commit(self_pointer self) {
     batches.push_back(item.second);
   try {
     try {
+      auto start = now_us();
       st.store->append(batches);
       auto now = now_us();
+      st.obs->store_commit.observe(now - start);
       for (auto& [who, batch] : items)
         report_durable(self, who, batch, now);
     } catch (const store_error& e) {

@@ -355,6 +355,10 @@ void metrics(const call& c) {
           out, "sessionhost_publish_to_durable_seconds",
           "From an event's publish (ts) to the store's commit of it "
           "returned (durable).");
+        ctx->obs->store_commit.write_prometheus(
+          out, "sessionhost_store_commit_seconds",
+          "The store's write of one group commit (transaction and sync), "
+          "per commit.");
         s.publish_to_send.write_prometheus(
           out, "sessionhost_publish_to_send_seconds",
           "From an event's publish (ts) to its frame handed to the socket "

@@ -513,6 +513,9 @@ TEST_F(protocol_test, metrics_show_where_a_publish_spends_its_time) {
     histogram_of(before.body, "sessionhost_publish_to_durable_seconds").second;
   auto sent0 =
     histogram_of(before.body, "sessionhost_publish_to_send_seconds").second;
+  auto commits0 =
+    histogram_of(before.body, "sessionhost_store_commit_seconds").second;
+  ASSERT_GE(commits0, 0) << before.body;
   ASSERT_GE(durable0, 0) << before.body; // attaching emitted events already
   ASSERT_GE(sent0, 0) << before.body;
   // Three over REST, four over the WebSocket: seven durable, seven sent to
@@ -563,6 +566,13 @@ TEST_F(protocol_test, metrics_show_where_a_publish_spends_its_time) {
     EXPECT_EQ(static_cast<long>(cum.back()), count) << h; // +Inf: every one
     EXPECT_NE(m.body.find(h + "_sum "), std::string::npos) << h;
   }
+  // The store's share: one commit or more for the seven (group commit), in
+  // the same fine buckets.
+  auto [commits, n] = histogram_of(m.body, "sessionhost_store_commit_seconds");
+  ASSERT_EQ(commits.size(), 31u);
+  EXPECT_TRUE(std::is_sorted(commits.begin(), commits.end()));
+  EXPECT_GE(n, commits0 + 1) << m.body;
+  EXPECT_LE(n, commits0 + 7) << m.body;
   EXPECT_NE(m.body.find("sessionhost_ws_slow_closed_total 0"), std::string::npos);
 }
 
