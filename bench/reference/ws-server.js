@@ -46,9 +46,12 @@ wss.on('connection', (ws) => {
       joined.add(m.room);
       ws.send(JSON.stringify({ op: 'subscribed', room: m.room, ref: m.ref, last_seq: 0 }));
     } else if (m.op === 'publish') {
-      const text = JSON.stringify({ op: 'event', room: m.room, seq: m.seq, data: m.data });
+      // Serialized and UTF-8 encoded once for all members (a string would be
+      // encoded again by every send), sent as a text frame to each.
+      const frame = Buffer.from(
+        JSON.stringify({ op: 'event', room: m.room, seq: m.seq, data: m.data }));
       const members = rooms.get(m.room);
-      if (members) for (const member of members) member.send(text);
+      if (members) for (const member of members) member.send(frame, { binary: false });
       ws.send(JSON.stringify({ op: 'ack', ref: m.ref, seq: m.seq }));
     } else {
       error(ws, `unknown op ${JSON.stringify(m.op)}`);
