@@ -141,6 +141,11 @@ using session_host_actor = caf::typed_actor<
   caf::replies_to<get_by_role_atom, std::string>::with<session_actor>,
   caf::replies_to<find_by_peer_atom, std::string>::with<std::vector<std::string>>,
   caf::replies_to<load_atom, std::string>::with<session_info>,
+  // Batch load: 1 to 10,000 ids, one answer per id in their order (the
+  // session's info or that id's error, as a single load answers it); the
+  // same loader chunks, claims and waiters as single loads.
+  caf::replies_to<load_atom, std::vector<std::string>>::with<
+    std::vector<load_result>>,
   caf::replies_to<unload_atom, std::string>::with<session_info>,
   caf::replies_to<is_loaded_atom, std::string>::with<bool>,
   caf::replies_to<loaded_ids_atom>::with<std::vector<std::string>>,

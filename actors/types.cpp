@@ -17,6 +17,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<session_state>("sessionhost.session_state");
   cfg.add_message_type<metadata_map>("sessionhost.metadata");
   cfg.add_message_type<session_spec>("sessionhost.session_spec");
+  cfg.add_message_type<load_result>("sessionhost.load_result");
+  cfg.add_message_type<std::vector<load_result>>("sessionhost.load_results");
   cfg.add_message_type<std::vector<session_spec>>("sessionhost.session_spec_list");
 }
 

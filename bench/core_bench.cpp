@@ -7,6 +7,8 @@
 //   activation_of_stored  load ACTIVE sessions that are only in the store:
 //                   sessions/s (a load counts once the host's reply says the
 //                   session is loaded and ACTIVE)
+//   activation_of_stored_batched  the same with batch loads of --batch-loads
+//                   ids per request (100 by default)
 //   reload          unload + load round trip of one session: µs
 //   publish         durable publish throughput, one session and 100 sessions,
 //                   with one subscriber each: events/s
@@ -14,14 +16,16 @@
 // Usage: core_bench [--sessions=N] [--store=memory:|sqlite:PATH] [--quick]
 //                   [--idle-timer=on|off] [--policy=stealing|sharing]
 //                   [--threads=N] [--only=activation|stored] [--sliding]
-//                   [--reload=N] [--loads=N] [--thread-cpu] [--perf-ctl=FIFO]
+//                   [--reload=N] [--loads=N] [--batch-loads=N] [--thread-cpu]
+//                   [--perf-ctl=FIFO]
 // (--threads: CAF workers, by default the CPUs it may run on, as `sessionhost
 // serve` sizes them; --quick: tiny sizes, for CI to keep the benchmark working; --only=activation:
 // print the first two figures and exit at once, for a profiler; --only=stored:
 // create the sessions in batches, then print activation_of_stored alone and
 // exit, for a profiler; --reload: how many stored sessions to unload and load
 // again (10,000; 1,000 with --quick), --loads=0: unload them but load none (a
-// profile's baseline: subtract it to get the loads alone); --sliding: a sliding window
+// profile's baseline: subtract it to get the loads alone); --batch-loads=N:
+// stored loads as batch loads of N ids (with --only=stored; 0: single loads); --sliding: a sliding window
 // of requests instead of one window after the other; --thread-cpu: each
 // thread's CPU time over the stored loads, on stderr; --perf-ctl: enables a
 // `perf record --control=fifo:FIFO -D -1` for the stored loads alone).
@@ -164,6 +168,15 @@ size_t pipelined(caf::scoped_actor& self, size_t n, size_t window, Make make,
       },
       [&](uint64_t) { ++ok; },
       [&](std::vector<session_info>& infos) { ok += infos.size(); },
+      [&](std::vector<load_result>& results) {
+        for (auto& r : results) {
+          if (r.error || !r.info.loaded
+              || (want_active && r.info.state != session_state::active))
+            ++not_counted;
+          else
+            ++ok;
+        }
+      },
       [&](caf::error& e) {
         std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
       });
@@ -260,12 +273,17 @@ int main(int argc, char** argv) {
   std::vector<std::string> ids;
   ids.reserve(sessions);
   // -- activation of stored sessions: unload some, then load them again ---
-  auto stored_loads = [&] {
-    size_t reload = std::min<size_t>(ids.size(), reload_n);
-    std::vector<std::string> some(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(reload));
+  // `batch` 0: one load request per session; else batch loads of `batch`
+  // ids each (about 1,000 loads in flight either way). `first`: where in
+  // `ids` the sessions to unload and load again start.
+  auto stored_loads = [&](size_t first, size_t batch) {
+    first = std::min(first, ids.size());
+    size_t reload = std::min<size_t>(ids.size() - first, reload_n);
+    std::vector<std::string> some(ids.begin() + static_cast<ptrdiff_t>(first),
+                                  ids.begin() + static_cast<ptrdiff_t>(first + reload));
     activate_all(self, host.host(), some);
     pipelined(self, reload, 256, [&](size_t i) {
-      self->send(host.host(), unload_atom::value, ids[i]);
+      self->send(host.host(), unload_atom::value, some[i]);
     });
     not_counted = 0;
     want_active = true;
@@ -285,22 +303,40 @@ int main(int argc, char** argv) {
     auto t0 = steady_clock::now();
     auto loads = std::min<size_t>(
       reload, std::stoul(arg(argc, argv, "loads", std::to_string(reload))));
-    auto loaded = pipelined(self, loads, 1000, [&](size_t i) {
-      self->send(host.host(), load_atom::value, ids[i]);
-    });
+    size_t loaded = 0;
+    if (batch == 0) {
+      loaded = pipelined(self, loads, 1000, [&](size_t i) {
+        self->send(host.host(), load_atom::value, some[i]);
+      });
+    } else if (loads > 0) {
+      size_t requests = (loads + batch - 1) / batch;
+      loaded = pipelined(self, requests, std::max<size_t>(1, 1000 / batch),
+                         [&](size_t r) {
+                           auto at = some.begin() + static_cast<ptrdiff_t>(r * batch);
+                           auto end = some.begin()
+                                      + static_cast<ptrdiff_t>(std::min(loads, (r + 1) * batch));
+                           self->send(host.host(), load_atom::value,
+                                      std::vector<std::string>(at, end));
+                         });
+    }
     auto secs = seconds_since(t0);
     auto cpu = cpu_seconds() - cpu0;
     tell_perf("disable");
     want_active = false;
     if (per_thread)
       print_thread_cpu(ticks0);
-    std::printf("{\"bench\":\"activation_of_stored\",\"store\":\"%s\","
-                "\"sessions\":%zu,\"seconds\":%.3f,\"sessions_per_s\":%.0f,"
+    std::printf("{\"bench\":\"activation_of_stored%s\",\"store\":\"%s\","
+                "\"batch\":%zu,\"sessions\":%zu,\"seconds\":%.3f,\"sessions_per_s\":%.0f,"
                 "\"cpu_s\":%.3f,\"sessions_per_cpu_s\":%.0f,"
                 "\"not_counted\":%zu}\n",
-                store_url.c_str(), loaded, secs, loaded / secs, cpu,
-                loaded / cpu, not_counted);
+                batch ? "_batched" : "", store_url.c_str(), batch, loaded,
+                secs, loaded / secs, cpu, loaded / cpu, not_counted);
   };
+  // --batch-loads=N: with --only=stored, batch loads of N ids instead of
+  // single loads; in the full run, the batch of the second stored-load
+  // figure (100 by default; 0: none).
+  auto batch_loads = static_cast<size_t>(
+    std::stoul(arg(argc, argv, "batch-loads", only == "stored" ? "0" : "100")));
   if (only == "stored") {
     std::vector<session_spec> specs(100, session_spec{"agent", "", {}});
     for (size_t made = 0; made < sessions; made += 100)
@@ -313,7 +349,7 @@ int main(int argc, char** argv) {
           [](caf::error& e) {
             std::fprintf(stderr, "error: %s\n", message_of(e).c_str());
           });
-    stored_loads();
+    stored_loads(0, batch_loads);
     std::fflush(stdout);
     _exit(0);
   }
@@ -368,7 +404,10 @@ int main(int argc, char** argv) {
                 made / cpu);
   }
 
-  stored_loads();
+  // Single loads, then batch loads of other sessions (as many).
+  stored_loads(0, 0);
+  if (batch_loads > 0)
+    stored_loads(std::min(reload_n, ids.size() / 2), batch_loads);
 
   // -- unload/load round trip ---------------------------------------------
   session_info one;

@@ -68,6 +68,17 @@ hook_id embedded_host::register_on_heartbeat_timeout(hook_fn fn) {
   return hooks_->add(hook_kind::heartbeat_timeout, "", std::move(fn));
 }
 
+caf::expected<std::vector<load_result>>
+embedded_host::load(const std::vector<std::string>& ids, caf::timespan timeout) {
+  caf::scoped_actor self{sys_};
+  caf::expected<std::vector<load_result>> out{
+    make_error(errc::internal, "no answer")};
+  self->request(host_, timeout, load_atom::value, ids)
+    .receive([&](std::vector<load_result>& got) { out = std::move(got); },
+             [&](caf::error& err) { out = std::move(err); });
+  return out;
+}
+
 hook_id embedded_host::add_session_hook(hook_kind kind,
                                         const std::string& session_id,
                                         hook_fn fn) {

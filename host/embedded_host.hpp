@@ -7,9 +7,14 @@
 // The blocking helpers (register_on_session_open(id, …), stop) wait on a
 // scoped_actor and must not be called from inside an actor or a hook.
 
+#include <chrono>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include <caf/expected.hpp>
 #include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
 
 #include "actors/actors.hpp"
 #include "actors/hooks.hpp"
@@ -74,6 +79,19 @@ public:
   const store_ptr& store() const noexcept { return store_; }
   /// The session types sessions are created from; adding one later is fine.
   session_type_registry& types() noexcept { return *types_; }
+
+  // -- loads ---------------------------------------------------------------
+  /// Loads several sessions with one request (host()'s `load_atom,
+  /// std::vector<std::string>`): 1 to 10,000 ids, one load_result per id in
+  /// their order, the session's info or that id's error as a single load
+  /// answers it (one bad id never fails the others; a duplicate id is
+  /// loaded once and answered twice). Already loaded sessions answer their
+  /// current info. The whole call fails only for a list that is empty or
+  /// too long (bad_request) or no answer within `timeout`. Blocks: not from
+  /// inside an actor.
+  caf::expected<std::vector<load_result>>
+  load(const std::vector<std::string>& ids,
+       caf::timespan timeout = std::chrono::seconds(60));
 
   // -- hooks (seed 000) ---------------------------------------------------
   /// Host-wide hooks: every session, including ones loaded later.

@@ -59,11 +59,41 @@ using error_cont = std::function<void(const caf::error&)>;
 
 // An operation waiting for a session to be loaded: either `ok`/`fail`, or a
 // load request, answered with the session's info (`load`).
+// A batch load's answers, filled in slot by slot by its waiters; sent once
+// the last slot is answered.
+struct load_batch {
+  session_host_actor::pointer self = nullptr; // the host, to ask sessions
+  caf::typed_response_promise<std::vector<load_result>> rp;
+  std::vector<load_result> results;
+  size_t pending = 0;
+
+  void answer(size_t slot, session_info info) {
+    results[slot].info = std::move(info);
+    done();
+  }
+  void answer(size_t slot, caf::error err) {
+    results[slot].error = std::move(err);
+    done();
+  }
+  void done() {
+    if (--pending == 0)
+      rp.deliver(std::move(results));
+  }
+};
+
+// An operation waiting for a session to be loaded: either `ok`/`fail`, a
+// load request, answered with the session's info (`load`), or one slot of a
+// batch load (`batch`).
 struct session_waiter {
   session_cont ok;
   error_cont fail;
   caf::typed_response_promise<session_info> load;
+  std::shared_ptr<load_batch> batch;
+  size_t slot = 0;
   bool is_load = false;
+
+  // Whether it wants the session's info (a load or a batch's slot).
+  bool wants_info() const { return is_load || batch != nullptr; }
 };
 
 struct host_state {
@@ -255,6 +285,20 @@ session_actor adopt(self_pointer self, session_info info,
 // here, without a turn of the session (which stays unscheduled).
 void serve(session_waiter& w, const session_actor& h,
            const session_info* fresh) {
+  if (w.batch) {
+    if (fresh) {
+      w.batch->answer(w.slot, *fresh);
+      return;
+    }
+    // Loaded already (or not a quiet start): the session answers its info.
+    auto self = w.batch->self;
+    auto batch = std::move(w.batch);
+    auto slot = w.slot;
+    self->request(h, caf::infinite, info_atom::value)
+      .then([batch, slot](session_info& info) { batch->answer(slot, std::move(info)); },
+            [batch, slot](caf::error& err) { batch->answer(slot, std::move(err)); });
+    return;
+  }
   if (!w.is_load)
     w.ok(h);
   else if (fresh)
@@ -264,7 +308,9 @@ void serve(session_waiter& w, const session_actor& h,
 }
 
 void refuse(session_waiter& w, const caf::error& err) {
-  if (w.is_load)
+  if (w.batch)
+    w.batch->answer(w.slot, err);
+  else if (w.is_load)
     w.load.deliver(err);
   else
     w.fail(err);
@@ -373,7 +419,7 @@ void start_loaded(self_pointer self, load_chunk& chunk) {
     auto& r = ready.emplace_back();
     if (type && type->quiet_start()
         && std::any_of(waiters.begin(), waiters.end(),
-                       [](auto& w) { return w.is_load; })) {
+                       [](auto& w) { return w.wants_info(); })) {
       r.fresh = *a.info;
       r.fresh->loaded = true;
       r.fresh->peer_connected = false;
@@ -389,12 +435,16 @@ void start_loaded(self_pointer self, load_chunk& chunk) {
     }
     // The last load answered takes the fresh info itself, not a copy.
     auto loads = std::count_if(r.waiters.begin(), r.waiters.end(),
-                               [](auto& w) { return w.is_load; });
+                               [](auto& w) { return w.wants_info(); });
     for (auto& w : r.waiters) {
-      if (w.is_load && --loads == 0)
-        w.load.deliver(std::move(*r.fresh));
-      else
+      if (w.wants_info() && --loads == 0) {
+        if (w.batch)
+          w.batch->answer(w.slot, std::move(*r.fresh));
+        else
+          w.load.deliver(std::move(*r.fresh));
+      } else {
         serve(w, r.handle, &*r.fresh);
+      }
     }
   }
   ready.clear();
@@ -493,6 +543,8 @@ constexpr size_t max_unloads_in_flight = 256;
 
 // The most sessions one batch create may ask for.
 constexpr size_t max_create_batch = 10'000;
+// The most ids one batch load may ask for.
+constexpr size_t max_load_batch = 10'000;
 
 using unload_done = std::function<void(caf::expected<session_info>)>;
 
@@ -971,6 +1023,29 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       w.load = self->make_response_promise<session_info>();
       auto rp = w.load;
       with_session(self, id, std::move(w));
+      return rp;
+    },
+    [self](load_atom, std::vector<std::string>& ids)
+      -> caf::result<std::vector<load_result>> {
+      if (ids.empty() || ids.size() > max_load_batch)
+        return make_error(errc::bad_request,
+                          "a batch loads 1 to "
+                            + std::to_string(max_load_batch) + " sessions");
+      auto batch = std::make_shared<load_batch>();
+      batch->self = self;
+      batch->rp = self->make_response_promise<std::vector<load_result>>();
+      batch->pending = ids.size();
+      batch->results.resize(ids.size());
+      for (size_t i = 0; i < ids.size(); ++i)
+        batch->results[i].id = std::move(ids[i]);
+      auto rp = batch->rp;
+      // Each slot waits like a single load; duplicates wait on one load.
+      for (size_t i = 0; i < batch->results.size(); ++i) {
+        session_waiter w;
+        w.batch = batch;
+        w.slot = i;
+        with_session(self, batch->results[i].id, std::move(w));
+      }
       return rp;
     },
     [self](unload_atom, const std::string& id) -> caf::result<session_info> {

@@ -69,6 +69,25 @@ typename Inspector::result_type inspect(Inspector& f, session_spec& x) {
            x.metadata);
 }
 
+/// One id's answer in a batch load (session_host_actor's
+/// `load_atom, std::vector<std::string>`): the session's info, or why that
+/// id was not loaded. One bad id never fails the others.
+struct load_result {
+  std::string id;    ///< the id as asked for
+  session_info info; ///< the loaded session, when `error` is empty
+  /// none: loaded (or loaded already). Else the error a single load of this
+  /// id answers: not_found (unknown or malformed id), stale_epoch / conflict
+  /// (claimed elsewhere), unavailable (shutting down, store down), internal.
+  caf::error error;
+};
+
+/// CAF serialization (messages between nodes).
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, load_result& x) {
+  return f(caf::meta::type_name("sessionhost.load_result"), x.id, x.info,
+           x.error);
+}
+
 /// Which stored sessions to list or count; empty fields match everything.
 struct session_filter {
   std::optional<session_state> state; ///< only sessions in this state

@@ -51,8 +51,12 @@ struct process {
     return c;
   }
 
-  explicit process(const std::string& url) : sys(init(cfg)), self(sys) {
-    store = open_store(url, "");
+  explicit process(const std::string& url) : process(open_store(url, "")) {}
+
+  // On a store shared with another process (a memory store: two hosts of
+  // one process on one store).
+  explicit process(store_ptr shared) : sys(init(cfg)), self(sys) {
+    store = std::move(shared);
     host_options opts;
     opts.store = store;
     opts.config.idle_timeout = 0ms; // nothing unloads behind the test's back
@@ -468,6 +472,191 @@ TEST_P(host_store, loads_on_the_way_when_the_host_stops_are_answered) {
 }
 
 INSTANTIATE_TEST_SUITE_P(stores, host_store, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+/// Batch loads on every store; the memory store's two "processes" share one
+/// store object (it keeps nothing outside it).
+class host_batch_load : public host_store {
+protected:
+  void SetUp() override {
+    if (GetParam() == "memory")
+      url_ = "memory:";
+    else
+      host_store::SetUp();
+  }
+  store_ptr open() {
+    if (url_ != "memory:")
+      return open_store(url_, "");
+    if (!memory_)
+      memory_ = open_store(url_, "");
+    return memory_;
+  }
+  store_ptr memory_;
+};
+
+/// `n` sessions created on `p` and unloaded: they are only in the store.
+std::vector<std::string> stored_sessions(process& p, size_t n) {
+  std::vector<std::string> ids;
+  std::vector<session_spec> specs(n, session_spec{"agent", "", {}});
+  auto made = p.call<std::vector<session_info>>(p.host->host(),
+                                                create_atom::value, specs);
+  EXPECT_TRUE(made) << message_of(made.error());
+  if (!made)
+    return ids;
+  for (auto& info : *made) {
+    EXPECT_TRUE(p.call<session_info>(p.host->host(), unload_atom::value, info.id));
+    ids.push_back(info.id);
+  }
+  return ids;
+}
+
+// One request for ids of every kind: stored only, loaded here already,
+// active on another host (claimed from it, as a single load does), unknown,
+// malformed and one asked for twice. Each answer is in the order asked and
+// is what the session itself says; one bad id fails alone; each stored
+// session is ACTIVE-or-as-stored, loaded, and claimed once.
+TEST_P(host_batch_load, a_batch_mixing_every_kind_of_id_answers_each_in_order) {
+  process a{open()};
+  auto stored = stored_sessions(a, 5);
+  ASSERT_EQ(stored.size(), 5u);
+  // One stored session is ACTIVE (its agent activated it) with a message.
+  {
+    auto h = a.get(stored[0]);
+    ASSERT_TRUE(h);
+    ASSERT_TRUE(a.call<session_info>(*h, begin_spawn_atom::value));
+    ASSERT_TRUE(a.call<session_info>(*h, activate_atom::value, std::string{"agent-0"}));
+    ASSERT_TRUE(a.call<uint64_t>(*h, message_atom::value, std::string{R"({"n":1})"}));
+    ASSERT_TRUE(a.call<session_info>(a.host->host(), unload_atom::value, stored[0]));
+  }
+  auto elsewhere = a.create("agent").id; // stays loaded on a
+  std::map<std::string, session_info> before;
+  for (auto& id : stored)
+    before[id] = *a.store->load(id);
+  before[elsewhere] = a.info(elsewhere);
+  process b{open()};
+  auto here = stored_sessions(b, 1).front();
+  before[here] = b.info(here); // loads it again: loaded on b before the batch
+  const std::string unknown = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+  const std::string malformed = "not a session id";
+  std::vector<std::string> ids{stored[0], here,      unknown, stored[1],
+                               elsewhere, malformed, stored[2], stored[0],
+                               "",        stored[3], stored[4]};
+  auto got = b.host->load(ids);
+  ASSERT_TRUE(got) << message_of(got.error());
+  ASSERT_EQ(got->size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto& r = (*got)[i];
+    EXPECT_EQ(r.id, ids[i]) << i;
+    if (ids[i] == unknown || ids[i] == malformed || ids[i].empty()) {
+      EXPECT_EQ(code_of(r.error), errc::not_found) << i << ": " << message_of(r.error);
+      continue;
+    }
+    ASSERT_FALSE(r.error) << ids[i] << ": " << message_of(r.error);
+    auto& was = before[ids[i]];
+    EXPECT_EQ(r.info.id, ids[i]);
+    EXPECT_TRUE(r.info.loaded) << ids[i];
+    EXPECT_EQ(r.info.state, was.state) << ids[i];
+    EXPECT_EQ(r.info.last_seq, was.last_seq) << ids[i];
+    EXPECT_EQ(r.info.message_count, was.message_count) << ids[i];
+    EXPECT_EQ(r.info, b.info(ids[i])) << "what the session says: " << ids[i];
+    // Claimed once by b (the duplicate too): one epoch past the last
+    // activation, or b's own from before the batch.
+    EXPECT_EQ(r.info.epoch, ids[i] == here ? was.epoch : was.epoch + 1) << ids[i];
+    EXPECT_EQ(b.store->load(ids[i])->epoch, r.info.epoch) << ids[i];
+  }
+  EXPECT_EQ((*got)[0].info.state, session_state::active);
+  EXPECT_FALSE(b.store->load(unknown)) << "nothing stored for it";
+  // Active on a before: b's activation fenced it there.
+  EXPECT_FALSE(a.publish(elsewhere, R"({"from":"a"})"));
+  // A list that is empty or too long is refused whole, and loads nothing.
+  auto empty = b.host->load({});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(code_of(empty.error()), errc::bad_request);
+  std::vector<std::string> too_many(10'001, stored[1]);
+  auto refused = b.host->load(too_many);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(code_of(refused.error()), errc::bad_request);
+}
+
+// A batch and single loads of the same ids at once: each session is loaded
+// and claimed once, and every request is answered with that activation.
+TEST_P(host_batch_load, a_batch_racing_single_loads_loads_each_session_once) {
+  std::vector<std::string> ids;
+  std::map<std::string, uint64_t> epoch_before;
+  {
+    process a{open()};
+    ids = stored_sessions(a, 300);
+    for (auto& id : ids)
+      epoch_before[id] = a.store->load(id)->epoch;
+  }
+  process b{open()};
+  // Singles before and after the batch, for every other id.
+  size_t singles = 0;
+  for (size_t i = 0; i < ids.size(); i += 2, ++singles)
+    b.self->send(b.host->host(), load_atom::value, ids[i]);
+  b.self->send(b.host->host(), load_atom::value, ids);
+  for (size_t i = 1; i < ids.size(); i += 2, ++singles)
+    b.self->send(b.host->host(), load_atom::value, ids[i]);
+  std::map<std::string, uint64_t> single_epoch;
+  std::vector<load_result> batch;
+  bool timed_out = false;
+  auto deadline = std::chrono::steady_clock::now() + 60s; // for all of them
+  for (size_t n = 0; n < singles + 1 && !timed_out; ++n)
+    b.self->receive(
+      [&](session_info& info) { single_epoch[info.id] = info.epoch; },
+      [&](std::vector<load_result>& got) { batch = std::move(got); },
+      [&](caf::error& err) { ADD_FAILURE() << message_of(err); },
+      caf::after(std::max(std::chrono::steady_clock::duration::zero(),
+                          deadline - std::chrono::steady_clock::now()))
+        >> [&] { timed_out = true; });
+  ASSERT_FALSE(timed_out);
+  ASSERT_EQ(batch.size(), ids.size());
+  EXPECT_EQ(single_epoch.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto& id = ids[i];
+    ASSERT_FALSE(batch[i].error) << id << ": " << message_of(batch[i].error);
+    EXPECT_EQ(batch[i].id, id);
+    EXPECT_EQ(batch[i].info.epoch, epoch_before[id] + 1) << "claimed once: " << id;
+    EXPECT_EQ(single_epoch[id], batch[i].info.epoch) << id;
+    EXPECT_EQ(b.store->load(id)->epoch, epoch_before[id] + 1) << id;
+  }
+  auto loaded = b.call<std::vector<std::string>>(b.host->host(),
+                                                 loaded_ids_atom::value);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->size(), ids.size());
+}
+
+// A batch sent just before the host stops is answered: each id loaded or
+// refused with unavailable, none left waiting.
+TEST_P(host_batch_load, a_batch_during_shutdown_is_answered) {
+  std::vector<std::string> ids;
+  {
+    process a{open()};
+    ids = stored_sessions(a, 600);
+  }
+  process b{open()};
+  auto loaded_before = stored_sessions(b, 1).front();
+  ASSERT_TRUE(b.call<session_info>(b.host->host(), load_atom::value, loaded_before));
+  ids.push_back(loaded_before);
+  b.self->send(b.host->host(), load_atom::value, ids);
+  b.host->stop();
+  std::vector<load_result> got;
+  b.self->receive(
+    [&](std::vector<load_result>& x) { got = std::move(x); },
+    [&](caf::error& err) { ADD_FAILURE() << message_of(err); },
+    caf::after(std::chrono::seconds(60)) >> [&] { ADD_FAILURE() << "no answer"; });
+  ASSERT_EQ(got.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(got[i].id, ids[i]);
+    if (got[i].error)
+      EXPECT_EQ(code_of(got[i].error), errc::unavailable) << message_of(got[i].error);
+    else
+      EXPECT_TRUE(got[i].info.loaded) << ids[i];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(stores, host_batch_load,
+                         ::testing::Values("memory", "sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
 /// Overwrites a session's snapshot in a SQLite file with bytes that do not
