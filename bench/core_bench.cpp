@@ -405,9 +405,11 @@ int main(int argc, char** argv) {
   }
 
   // Single loads, then batch loads of other sessions (as many).
+  if (batch_loads > 0) // two sets of sessions, neither loaded by the other
+    reload_n = std::min(reload_n, ids.size() / 2);
   stored_loads(0, 0);
   if (batch_loads > 0)
-    stored_loads(std::min(reload_n, ids.size() / 2), batch_loads);
+    stored_loads(reload_n, batch_loads);
 
   // -- unload/load round trip ---------------------------------------------
   session_info one;

@@ -504,9 +504,18 @@ std::vector<std::string> stored_sessions(process& p, size_t n) {
   if (!made)
     return ids;
   for (auto& info : *made) {
-    EXPECT_TRUE(p.call<session_info>(p.host->host(), unload_atom::value, info.id));
+    p.self->send(p.host->host(), unload_atom::value, info.id);
     ids.push_back(info.id);
   }
+  bool timed_out = false;
+  auto deadline = std::chrono::steady_clock::now() + 60s; // for all of them
+  for (size_t i = 0; i < n && !timed_out; ++i)
+    p.self->receive(
+      [](session_info&) {}, [](caf::error& e) { ADD_FAILURE() << message_of(e); },
+      caf::after(std::max(std::chrono::steady_clock::duration::zero(),
+                          deadline - std::chrono::steady_clock::now()))
+        >> [&] { timed_out = true; });
+  EXPECT_FALSE(timed_out) << "every unload is answered";
   return ids;
 }
 
