@@ -782,6 +782,37 @@ TEST(host_store_sqlite, a_corrupted_snapshot_in_a_burst_of_loads_fails_alone) {
   sqlite3_close(db);
 }
 
+// The same as one batch load: the session that cannot be loaded is answered
+// with the error a single load gives it, in its place; the others load.
+TEST(host_store_sqlite, a_corrupted_snapshot_in_a_batch_load_fails_alone) {
+  temp_dir dir;
+  auto file = dir.path + "/sessionhost.db";
+  std::vector<std::string> ids;
+  {
+    process p{"sqlite:" + file};
+    for (int i = 0; i < 5; ++i)
+      ids.push_back(p.create("echo").id);
+  }
+  auto bad = ids[2];
+  corrupt_snapshot(file, bad);
+  process p{"sqlite:" + file};
+  auto got = p.host->load(ids);
+  ASSERT_TRUE(got) << message_of(got.error());
+  ASSERT_EQ(got->size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto& r = (*got)[i];
+    EXPECT_EQ(r.id, ids[i]);
+    if (ids[i] == bad) {
+      EXPECT_EQ(code_of(r.error), errc::internal) << message_of(r.error);
+      EXPECT_NE(message_of(r.error).find(bad), std::string::npos);
+    } else {
+      EXPECT_FALSE(r.error) << message_of(r.error);
+      EXPECT_EQ(r.info.epoch, 2u) << ids[i];
+    }
+  }
+  EXPECT_FALSE(p.loaded(bad));
+}
+
 // Two hosts (two nodes) on one PostgreSQL database load the same session.
 // The newer activation fences the older: the older's next publish is refused,
 // never acknowledged, and the stored stream has no gap and no duplicate.
