@@ -273,6 +273,50 @@ TEST_F(host_test, loads_racing_unloads_wait_for_them_and_activate_once) {
   }
 }
 
+TEST_F(host_test, a_batch_load_racing_unloads_waits_for_them_and_activates_once) {
+  // echo sessions do not start quietly: each batch answer is the session's
+  // own info once loaded. Each is being unloaded when the batch asks for it.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    auto c = create("echo");
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(call<uint64_t>(session(c->id), message_atom::value,
+                               std::string{"{}"}));
+    ids.push_back(c->id);
+  }
+  for (auto& id : ids)
+    self->send(host->host(), unload_atom::value, id);
+  auto asked = ids;
+  asked.push_back("ghost");
+  asked.push_back(ids.front()); // twice
+  self->send(host->host(), load_atom::value, asked);
+  int unloaded = 0;
+  std::vector<load_result> got;
+  for (size_t i = 0; i < ids.size() + 1; ++i)
+    self->receive(
+      [&](session_info& info) {
+        EXPECT_FALSE(info.loaded) << info.id;
+        ++unloaded;
+      },
+      [&](std::vector<load_result>& x) { got = std::move(x); },
+      [&](caf::error& err) { ADD_FAILURE() << message_of(err); },
+      caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "no reply"; });
+  EXPECT_EQ(unloaded, 30);
+  ASSERT_EQ(got.size(), asked.size());
+  for (size_t i = 0; i < asked.size(); ++i) {
+    EXPECT_EQ(got[i].id, asked[i]);
+    if (asked[i] == "ghost") {
+      EXPECT_EQ(code_of(got[i].error), errc::not_found);
+      continue;
+    }
+    ASSERT_FALSE(got[i].error) << message_of(got[i].error);
+    EXPECT_TRUE(got[i].info.loaded) << asked[i];
+    EXPECT_EQ(got[i].info.message_count, 1u) << asked[i];
+    EXPECT_EQ(got[i].info.epoch, 2u) << "activated once: " << asked[i];
+    EXPECT_EQ(store->load(asked[i])->epoch, 2u) << asked[i];
+  }
+}
+
 TEST_F(host_test, unknown_and_malformed_ids_are_not_found_and_change_nothing) {
   ASSERT_TRUE(create("echo"));
   for (std::string id : std::vector<std::string>{"nope", "bad id with spaces", "",
