@@ -57,8 +57,6 @@ namespace {
 using session_cont = std::function<void(const session_actor&)>;
 using error_cont = std::function<void(const caf::error&)>;
 
-// An operation waiting for a session to be loaded: either `ok`/`fail`, or a
-// load request, answered with the session's info (`load`).
 // A batch load's answers, filled in slot by slot by its waiters; sent once
 // the last slot is answered.
 struct load_batch {
