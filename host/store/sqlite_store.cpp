@@ -43,10 +43,23 @@ using code = store_error::code;
   throw store_error(c, "sqlite: " + what + ": " + detail);
 }
 
+// SQLite keeps memory statistics by default: every allocation and free of
+// every connection then takes one process-wide mutex and updates counters,
+// and Debian's SQLite (no lookaside) allocates for most values it copies,
+// ~11 times per stored load. Nothing here reads the statistics. The switch
+// works only before SQLite initializes (the first open), so the first
+// connection makes it; if the process used SQLite before, it stays as it was
+// (sqlite3_config answers SQLITE_MISUSE and changes nothing).
+void skip_memory_statistics() {
+  static const int once = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)once;
+}
+
 /// One connection; closed on destruction.
 class connection {
 public:
   connection(const std::string& path, int flags) {
+    skip_memory_statistics();
     // NOMUTEX: the store serializes access to each connection itself.
     int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX,
                              nullptr);

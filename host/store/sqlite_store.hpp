@@ -13,6 +13,11 @@
 // reads use a second connection behind its own mutex, so in WAL mode they
 // neither wait for nor block a write in progress. Several processes may open
 // the same file; SQLite's locks and the busy timeout serialize them.
+//
+// The first store of a process turns SQLite's memory statistics off for the
+// whole process (`SQLITE_CONFIG_MEMSTATUS`: they cost every allocation a
+// global mutex; `sqlite3_memory_used()` then reads 0). Open it before any
+// other thread uses SQLite; a process that used SQLite first keeps them.
 
 #include <memory>
 #include <string>

@@ -1437,6 +1437,29 @@ TEST_F(sqlite_store_test, two_handles_on_one_file_share_the_fence) {
   EXPECT_EQ(a.load("s1")->epoch, 2u);
 }
 
+// Memory statistics cost every SQLite allocation a process-wide mutex; the
+// first store turns them off (ctest runs each test in a process of its own,
+// so the store is the first to use SQLite here).
+TEST_F(sqlite_store_test, the_first_store_turns_sqlite_memory_statistics_off) {
+  if (sqlite3_memory_used() > 0)
+    GTEST_SKIP() << "SQLite was used in this process before, statistics on";
+  {
+    sqlite_store store{db()};
+    store.create(make_info("s1"));
+    store.append({batch("s1", 1, make_events("s1", 1, 3))});
+    auto got = store.load_activate_many({"s1"});
+    ASSERT_TRUE(got.at(0).info);
+    EXPECT_EQ(got[0].info->last_seq, 3u);
+    // The store holds its connections, statements and pages now: counted
+    // with statistics on.
+    EXPECT_EQ(sqlite3_memory_used(), 0);
+  }
+  // Another store in the same process works alike.
+  sqlite_store again{db()};
+  EXPECT_EQ(again.load("s1")->epoch, 2u);
+  EXPECT_EQ(sqlite3_memory_used(), 0);
+}
+
 // --- PostgreSQL only ------------------------------------------------------------
 
 /// Runs SQL on a PostgreSQL database directly (as an operator or another
