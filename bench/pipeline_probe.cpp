@@ -1,7 +1,7 @@
 // pipeline_probe: events arriving at a fixed rate made durable on this disk,
 // the way the persistence listener does it today and the way a pipelined
-// group commit would, without SQLite (docs/PERFORMANCE.md, 2026-11-22
-// 04:12–05:35, issue 6):
+// group commit would, without SQLite (docs/PERFORMANCE.md, "the commit
+// delay in rounds…", 2026-11-22, issue 6):
 //
 //   --mode=serial     one thread takes whatever arrived, writes it (2 pages
 //                     of 4 KiB per event, into a 40 MiB ring as into a WAL),

@@ -10,7 +10,7 @@
 // while the slow sync is still in flight only helps if its own sync can
 // return first; and a sync that returns covers every write made before it
 // began, so it would also cover the slow one's. This measures how often the
-// disk allows that (docs/PERFORMANCE.md, 2026-11-22 04:12–05:35).
+// disk allows that (docs/PERFORMANCE.md, "the commit delay in rounds…", 2026-11-22).
 //
 //   sync_overlap [--dir=PATH] [--count=N] [--slow-us=U] [--same-file]
 //                                                     one JSON line on stdout
