@@ -155,7 +155,9 @@ using session_host_actor = caf::typed_actor<
   caf::replies_to<count_atom, session_filter>::with<uint64_t>,
   // terminate(id, reason): TERMINATING, cleanup, CLEANED.
   caf::replies_to<terminate_atom, std::string, std::string>::with<session_info>,
-  // Ends hosting: every session flushed, snapshotted and unloaded.
+  // Ends hosting: every session flushed, snapshotted and unloaded; how
+  // many. `unavailable` once a whole host_config::shutdown_timeout passed
+  // in which no session finished unloading (the rest stay loaded).
   caf::replies_to<shutdown_atom>::with<uint64_t>,
   caf::replies_to<healthy_atom>::with<bool>,
   // A per-session hook was added (disabled) to the registry.
@@ -168,6 +170,8 @@ using session_host_actor = caf::typed_actor<
   // one timer for all of them (idle_tick, with its generation).
   caf::reacts_to<idle_soon_atom, micros>,
   caf::reacts_to<idle_tick_atom, uint64_t>,
+  // Internal: the shutdown's watchdog, with the unloads finished at arming.
+  caf::reacts_to<shutdown_check_atom, uint64_t>,
   // Internal: one store transaction for the creates of a burst.
   caf::reacts_to<create_commit_atom>,
   // Internal: one store transaction for the loads of a burst.

@@ -116,6 +116,8 @@ using idle_atom = caf::atom_constant<caf::atom("h_idle")>;
 /// From an idle session: check me at (micros). Host-internal: the timer.
 using idle_soon_atom = caf::atom_constant<caf::atom("h_idlesoon")>;
 using idle_tick_atom = caf::atom_constant<caf::atom("h_idletick")>;
+/// Host-internal: has the shutdown moved since the last check?
+using shutdown_check_atom = caf::atom_constant<caf::atom("h_sdcheck")>;
 /// Host-internal: store the sessions created since the last commit.
 using create_commit_atom = caf::atom_constant<caf::atom("h_crcommit")>;
 /// Host-internal: activate the sessions asked for since the last commit.

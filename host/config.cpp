@@ -68,6 +68,11 @@ host_config host_config::from(const caf::actor_system_config& cfg) {
   out.cleaned_grace = ms_or(cfg, "sessionhost.cleaned-grace", out.cleaned_grace);
   out.retention_interval = ms_or(cfg, "sessionhost.retention-interval",
                                  out.retention_interval);
+  out.shutdown_timeout = ms_or(cfg, "sessionhost.shutdown-timeout",
+                              out.shutdown_timeout);
+  if (out.shutdown_timeout.count() <= 0)
+    throw std::invalid_argument("sessionhost.shutdown-timeout must be above "
+                                "0s");
   out.log_level = caf::get_or(cfg, "sessionhost.log-level", out.log_level);
   return out;
 }
@@ -106,6 +111,9 @@ sessionhost_config::sessionhost_config() {
                         "update (default 7 days; 0s: keep)")
     .add<caf::timespan>("retention-interval",
                         "how often retention runs (default 10min; 0s: never)")
+    .add<caf::timespan>("shutdown-timeout",
+                        "a shutdown gives up once this long passed without "
+                        "a session finishing its unload (default 60s)")
     .add<std::string>("log-level", "trace, debug, info, warn, error, off");
   register_types(*this);
   register_error_category(*this);

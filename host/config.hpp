@@ -58,6 +58,12 @@ struct host_config {
   std::chrono::milliseconds cleaned_grace{std::chrono::hours(24 * 7)};
   /// How often the retention actor purges (0 = never).
   std::chrono::milliseconds retention_interval{std::chrono::minutes(10)};
+  /// A host shutdown gives up (answers `unavailable`) once a whole period
+  /// of this length passed in which no session finished unloading (it
+  /// looks once per period); embedded_host::stop() then stops the rest
+  /// without their final snapshot (every acknowledged event is durable
+  /// already). While sessions keep unloading it waits, however many.
+  std::chrono::milliseconds shutdown_timeout{60'000};
   /// spdlog level: trace, debug, info, warn, error, off.
   std::string log_level = "info";
 

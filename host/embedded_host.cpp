@@ -139,8 +139,11 @@ void embedded_host::stop() {
     return;
   stopped_ = true;
   {
+    // Bounded by the host: it gives up once a whole
+    // config.shutdown_timeout passed without a session finishing its
+    // unload, however many sessions there are.
     caf::scoped_actor self{sys_};
-    self->request(host_, std::chrono::seconds(60), shutdown_atom::value)
+    self->request(host_, caf::infinite, shutdown_atom::value)
       .receive([](uint64_t) {},
                [](caf::error& err) {
                  spdlog::error("embedded_host: shutdown: {}", message_of(err));

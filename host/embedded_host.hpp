@@ -124,7 +124,10 @@ public:
 
   /// Unloads every session (flushed and durable), then stops the host's
   /// actors. Idempotent; the destructor calls it. Never stops `sys` or any
-  /// actor the caller spawned. Blocks (bounded): not from inside an actor.
+  /// actor the caller spawned. Blocks while sessions keep unloading; once
+  /// none finished for `config.shutdown_timeout` it stops the rest without
+  /// their final snapshot (acknowledged events are durable already) and
+  /// returns. Not from inside an actor.
   void stop();
 
 private:

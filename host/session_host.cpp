@@ -171,6 +171,16 @@ struct host_state {
     idle_queue;
   micros idle_armed_at = 0; // 0: no timer
   uint64_t idle_gen = 0;
+  // Shutdowns not answered yet, and the sessions they finished unloading:
+  // a watchdog answers them `unavailable` once that count stays put for
+  // shutdown_timeout (a stalled store, a process that never ends).
+  struct shutdown_wait {
+    caf::typed_response_promise<uint64_t> rp;
+    bool answered = false;
+  };
+  std::vector<std::shared_ptr<shutdown_wait>> shutdowns;
+  uint64_t shutdown_unloaded = 0;
+  bool shutdown_watched = false;
 };
 
 using self_pointer = session_host_actor::stateful_pointer<host_state>;
@@ -897,6 +907,25 @@ caf::error prepare_create(self_pointer self, const std::string& type,
   return caf::none;
 }
 
+// Arms the shutdown's watchdog (one timer for every pending shutdown) with
+// the unloads finished so far.
+void watch_shutdown(self_pointer self) {
+  auto& st = self->state;
+  if (st.shutdown_watched)
+    return;
+  st.shutdown_watched = true;
+  self->delayed_send(self, st.args.services->config.shutdown_timeout,
+                     shutdown_check_atom::value, st.shutdown_unloaded);
+}
+
+// Answers a shutdown once, unless the watchdog answered it first.
+void answer_shutdown(host_state::shutdown_wait& w, uint64_t total) {
+  if (w.answered)
+    return;
+  w.answered = true;
+  w.rp.deliver(total);
+}
+
 // Schedules the commit of the creates queued from now on: behind whatever
 // is queued already, so one commit per burst.
 void queue_creates(self_pointer self) {
@@ -1131,20 +1160,27 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       auto& st = self->state;
       st.shutting_down = true;
       st.args.services->host_stopping = true;
-      auto rp = self->make_response_promise<uint64_t>();
+      auto wait = std::make_shared<host_state::shutdown_wait>();
+      wait->rp = self->make_response_promise<uint64_t>();
+      st.shutdowns.push_back(wait);
+      watch_shutdown(self);
+      auto rp = wait->rp;
       auto ids = std::vector<std::string>{};
       for (auto& [key, e] : st.loaded)
         if (auto id = key.str(); !st.unloading.count(id))
           ids.push_back(std::move(id));
       auto total = static_cast<uint64_t>(ids.size());
       auto left = std::make_shared<size_t>(ids.size());
-      auto finish = [self, rp, total]() mutable {
+      auto finish = [self, wait, total]() mutable {
         // Everything the sessions wrote is durable; report how many ended.
-        auto sync = [self, rp, total]() mutable {
+        auto sync = [self, wait, total]() mutable {
+          auto done = [self, wait, total] {
+            ++self->state.shutdown_unloaded; // the sync counts as progress
+            answer_shutdown(*wait, total);
+          };
           self->request(self->state.args.services->persistence, caf::infinite,
                         sync_atom::value)
-            .then([rp, total](bool) mutable { rp.deliver(total); },
-                  [rp, total](caf::error&) mutable { rp.deliver(total); });
+            .then([done](bool) { done(); }, [done](caf::error&) { done(); });
         };
         // Loads on the way from the loader are answered (refused) first.
         if (self->state.chunks_in_flight > 0)
@@ -1157,11 +1193,41 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
         return rp;
       }
       for (auto& id : ids)
-        unload(self, id, [left, finish](caf::expected<session_info>) mutable {
-          if (--*left == 0)
-            finish();
-        });
+        unload(self, id,
+               [self, left, finish](caf::expected<session_info>) mutable {
+                 ++self->state.shutdown_unloaded;
+                 if (--*left == 0)
+                   finish();
+               });
       return rp;
+    },
+    [self](shutdown_check_atom, uint64_t unloaded_then) {
+      auto& st = self->state;
+      st.shutdown_watched = false;
+      auto& waits = st.shutdowns;
+      waits.erase(std::remove_if(waits.begin(), waits.end(),
+                                 [](auto& w) { return w->answered; }),
+                  waits.end());
+      if (waits.empty())
+        return;
+      if (st.shutdown_unloaded == unloaded_then) {
+        auto ms = st.args.services->config.shutdown_timeout.count();
+        auto bound = ms % 1000 == 0 ? std::to_string(ms / 1000) + " s"
+                                    : std::to_string(ms) + " ms";
+        auto err = make_error(errc::unavailable,
+                              "shutdown gave up: no session finished "
+                              "unloading for " + bound + "; "
+                                + std::to_string(st.loaded.size())
+                                + " still loaded");
+        spdlog::error("session host: {}", message_of(err));
+        for (auto& w : waits) {
+          w->answered = true;
+          w->rp.deliver(err);
+        }
+        waits.clear();
+        return;
+      }
+      watch_shutdown(self);
     },
     [self](healthy_atom) {
       auto& st = self->state;

@@ -3,6 +3,7 @@
 // that survive passivation, shutdown and a restart on the same store.
 #include "real_system.hpp"
 
+#include "held_type.hpp"
 #include "test_support.hpp"
 
 #include "host/session_host.hpp"
@@ -29,6 +30,22 @@ protected:
 
   bool loaded(const std::string& id) {
     return call<bool>(host->host(), is_loaded_atom::value, id).value_or(false);
+  }
+
+  /// `n` echo sessions, each with one message handled (and so stored).
+  std::vector<std::string> echo_sessions_with_a_message(int n) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      auto c = create("echo");
+      if (!c) {
+        ADD_FAILURE() << message_of(c.error());
+        break;
+      }
+      EXPECT_TRUE(call<uint64_t>(session(c->id), message_atom::value,
+                                 std::string{"{}"}));
+      ids.push_back(c->id);
+    }
+    return ids;
   }
 
   session_page list(session_filter f, uint64_t limit = 100,
@@ -175,14 +192,8 @@ TEST_F(host_test, a_batch_create_makes_every_session_or_none) {
 }
 
 TEST_F(host_test, a_burst_of_loads_activates_each_session_once) {
-  std::vector<std::string> ids;
-  for (int i = 0; i < 50; ++i) {
-    auto c = create("echo");
-    ASSERT_TRUE(c);
-    ASSERT_TRUE(call<uint64_t>(session(c->id), message_atom::value,
-                               std::string{"{}"}));
-    ids.push_back(c->id);
-  }
+  auto ids = echo_sessions_with_a_message(50);
+  ASSERT_EQ(ids.size(), 50u);
   for (auto& id : ids)
     ASSERT_TRUE(call<session_info>(host->host(), unload_atom::value, id));
   // Every id asked for twice at once, plus an unknown one: one activation
@@ -276,14 +287,8 @@ TEST_F(host_test, loads_racing_unloads_wait_for_them_and_activate_once) {
 TEST_F(host_test, a_batch_load_racing_unloads_waits_for_them_and_activates_once) {
   // echo sessions do not start quietly: each batch answer is the session's
   // own info once loaded. Each is being unloaded when the batch asks for it.
-  std::vector<std::string> ids;
-  for (int i = 0; i < 30; ++i) {
-    auto c = create("echo");
-    ASSERT_TRUE(c);
-    ASSERT_TRUE(call<uint64_t>(session(c->id), message_atom::value,
-                               std::string{"{}"}));
-    ids.push_back(c->id);
-  }
+  auto ids = echo_sessions_with_a_message(30);
+  ASSERT_EQ(ids.size(), 30u);
   for (auto& id : ids)
     self->send(host->host(), unload_atom::value, id);
   auto asked = ids;
@@ -582,15 +587,18 @@ TEST_F(host_test, echo_sessions_are_active_at_once_and_answer_in_blocks) {
   EXPECT_NE(evs[evs.size() - 2].data.find("hello world"), std::string::npos);
 }
 
-// Passivation timing on virtual time: exact, with no real waiting.
+// Passivation and shutdown timing on virtual time: exact, with no real
+// waiting.
 namespace {
 
 class host_virtual_time : public test::deterministic {
 protected:
   host_virtual_time() {
     config.idle_timeout = std::chrono::seconds(60);
+    config.shutdown_timeout = std::chrono::seconds(10);
     auto svc = make_services();
     svc->types = session_type_registry::with_builtins();
+    svc->types->add("held", [r = releases] { return std::make_unique<test::held_type>(r); });
     // The writer and loader scheduled: the test scheduler runs them.
     host = spawn_session_host(sys, host_args{svc, store,
                                              std::make_shared<sequential_id_generator>(),
@@ -604,6 +612,8 @@ protected:
   }
 
   session_host_actor host;
+  std::shared_ptr<test::held_releases> releases =
+    std::make_shared<test::held_releases>();
 };
 
 } // namespace
@@ -637,15 +647,90 @@ TEST_F(host_virtual_time, a_session_idle_for_idle_timeout_is_unloaded_then_reloa
   EXPECT_TRUE(loaded("s-1"));
 }
 
+TEST_F(host_virtual_time, a_shutdown_waits_while_sessions_unload_and_gives_up_once_none_does) {
+  // shutdown_timeout is 10 s. `quick` unloads at once, `slow` 15 s into the
+  // shutdown (its resource lets go then), `stuck` never.
+  auto make = [&](const std::string& type, metadata_map md) {
+    auto r = ask<session_info>(host, create_atom::value, type, std::string{},
+                               std::move(md));
+    EXPECT_TRUE(r) << message_of(r.error());
+    return r ? r->id : std::string{};
+  };
+  auto quick = make("echo", {});
+  auto slow = make("held", {});
+  auto stuck = make("held", {});
+  self->send(host, shutdown_atom::value);
+  sched.run();
+  auto answer = [&] {
+    test::reply<uint64_t> r{make_error(errc::internal, "no answer yet")};
+    self->receive([&](uint64_t n) { r = n; },
+                  [&](caf::error& e) { r = std::move(e); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    return r;
+  };
+  auto not_yet = [&](const char* when) {
+    auto r = answer();
+    ASSERT_FALSE(r) << when << ": answered " << *r;
+    EXPECT_EQ(code_of(r.error()), errc::internal) << when;
+  };
+  EXPECT_FALSE(loaded(quick));
+  // The watchdog looks every 10 s: at 10 s it sees `quick` gone.
+  advance(10s);
+  not_yet("10 s into it");
+  advance(5s);
+  ASSERT_TRUE(releases->release(slow));
+  sched.run();
+  EXPECT_FALSE(loaded(slow));
+  EXPECT_EQ(store->load(slow)->state, session_state::cleaned);
+  advance(5s); // at 20 s it sees `slow` gone
+  advance(9'999ms);
+  not_yet("just before 30 s");
+  advance(1ms); // at 30 s: nothing unloaded for a whole 10 s
+  auto r = answer();
+  ASSERT_FALSE(r) << "answered " << *r;
+  EXPECT_EQ(code_of(r.error()), errc::unavailable);
+  EXPECT_NE(message_of(r.error()).find("1 still loaded"), std::string::npos)
+    << message_of(r.error());
+  EXPECT_TRUE(loaded(stuck)) << "nothing is dropped behind the host's back";
+  advance(60s);
+  EXPECT_FALSE(answer()) << "answered once";
+}
+
+TEST_F(host_virtual_time, a_shutdown_that_keeps_moving_is_answered_with_its_count) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto r = ask<session_info>(host, create_atom::value, std::string{"held"},
+                               std::string{}, metadata_map{});
+    ASSERT_TRUE(r);
+    ids.push_back(r->id);
+  }
+  self->send(host, shutdown_atom::value);
+  sched.run();
+  for (auto& id : ids) { // 24 s in all, never 10 s without an unload
+    advance(8s);
+    ASSERT_TRUE(releases->release(id));
+    sched.run();
+  }
+  test::reply<uint64_t> r{make_error(errc::internal, "no answer")};
+  self->receive([&](uint64_t n) { r = n; },
+                [&](caf::error& e) { r = std::move(e); },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  ASSERT_TRUE(r) << message_of(r.error());
+  EXPECT_EQ(*r, 3u);
+}
+
 TEST(host_config, options_come_from_cafs_config_and_set_the_log_level) {
   sessionhost_config cfg;
   const char* argv[] = {"test", "--sessionhost.heartbeat-timeout=5s",
                         "--sessionhost.heartbeat-policy=terminate",
                         "--sessionhost.idle-timeout=0s",
+                        "--sessionhost.shutdown-timeout=5min",
                         "--sessionhost.log-level=warn"};
-  ASSERT_FALSE(cfg.parse(5, const_cast<char**>(argv)));
+  ASSERT_FALSE(cfg.parse(6, const_cast<char**>(argv)));
   auto hc = host_config::from(cfg);
   EXPECT_EQ(hc.heartbeat_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(hc.shutdown_timeout, std::chrono::minutes(5));
+  EXPECT_EQ(host_config{}.shutdown_timeout, std::chrono::seconds(60));
   EXPECT_EQ(hc.on_heartbeat_timeout, heartbeat_policy::terminate);
   EXPECT_EQ(hc.idle_timeout.count(), 0);
   auto before = spdlog::get_level();
@@ -661,4 +746,8 @@ TEST(host_config, options_come_from_cafs_config_and_set_the_log_level) {
   const char* bad_argv[] = {"test", "--sessionhost.heartbeat-policy=sometimes"};
   ASSERT_FALSE(bad.parse(2, const_cast<char**>(bad_argv)));
   EXPECT_THROW(host_config::from(bad), std::invalid_argument);
+  sessionhost_config never;
+  const char* never_argv[] = {"test", "--sessionhost.shutdown-timeout=0s"};
+  ASSERT_FALSE(never.parse(2, const_cast<char**>(never_argv)));
+  EXPECT_THROW(host_config::from(never), std::invalid_argument);
 }
