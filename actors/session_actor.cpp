@@ -736,7 +736,22 @@ public:
   // resume, which for a lazily started session is its first message.
   session_actor_impl(caf::actor_config& cfg, session_start start)
     : session_actor::base(cfg), is_new_(start.is_new) {
+    new (&state) session_data();
     init(std::move(start));
+  }
+
+  // The state went in on_exit (CAF calls it once, at the end or on destroy).
+  ~session_actor_impl() override {
+    // nop
+  }
+
+  // Destroys the state as soon as the actor ends, as CAF's stateful_actor
+  // does: a session killed mid-unload still holds callbacks with response
+  // promises that point back at itself, and the services with the
+  // persistence listener's handle; kept until the last reference went,
+  // they kept each other, and the detached listener, alive forever.
+  void on_exit() override {
+    state.~session_data();
   }
 
   const char* name() const override { return session_data::name; }
@@ -745,7 +760,9 @@ public:
 
   behavior_type make_behavior() override;
 
-  session_data state;
+  union {
+    session_data state;
+  };
 
 private:
   void init(session_start start);

@@ -20,6 +20,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "call.hpp"
 #include "reply.hpp"
 
 #include "host/embedded_host.hpp"
@@ -65,11 +66,7 @@ struct process {
 
   template <class T, class Handle, class... Ts>
   test::reply<T> call(const Handle& h, Ts&&... xs) {
-    test::reply<T> result{make_error(errc::internal, "no reply")};
-    self->request(h, 10s, std::forward<Ts>(xs)...)
-      .receive([&](T& x) { result = std::move(x); },
-               [&](caf::error& e) { result = std::move(e); });
-    return result;
+    return test::call<T>(self, h, std::forward<Ts>(xs)...);
   }
 
   session_info create(const std::string& type, metadata_map md = {},

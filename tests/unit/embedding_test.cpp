@@ -20,6 +20,8 @@
 #include <caf/stateful_actor.hpp>
 #include <gtest/gtest.h>
 
+#include "call.hpp"
+#include "held_type.hpp"
 #include "reply.hpp"
 #include "test_support.hpp"
 
@@ -44,11 +46,7 @@ caf::behavior adder(caf::stateful_actor<adder_state>* self) {
 /// A request with a bounded wait: the reply or the error.
 template <class T, class Handle, class... Ts>
 test::reply<T> ask(caf::scoped_actor& self, const Handle& h, Ts&&... xs) {
-  test::reply<T> result{make_error(errc::internal, "no reply")};
-  self->request(h, std::chrono::seconds(10), std::forward<Ts>(xs)...)
-    .receive([&](T& x) { result = std::move(x); },
-             [&](caf::error& e) { result = std::move(e); });
-  return result;
+  return test::call<T>(self, h, std::forward<Ts>(xs)...);
 }
 
 /// Destroys `sys` here, with a watchdog that ends the test binary (exit 3,
@@ -230,6 +228,54 @@ TEST(embedding, two_hosts_run_side_by_side_in_one_system) {
     b.reset();
   }
   EXPECT_TRUE(destructs_within(std::move(sys), 30s));
+}
+
+TEST(embedding, a_stop_that_gives_up_still_lets_the_system_end) {
+  // A session whose resource never lets go holds the shutdown: stop() gives
+  // up after shutdown_timeout and stops the rest without their final
+  // snapshot. Nothing a killed session held (its services with the
+  // persistence listener's handle, its own pending replies) may keep an
+  // actor alive, or ~actor_system waits forever.
+  sessionhost_config cfg;
+  auto sys = make_system(cfg);
+  auto store = std::make_shared<memory_store>();
+  std::vector<std::string> echoes;
+  std::string stuck;
+  {
+    host_options opts = memory_opts(store);
+    opts.config.shutdown_timeout = 300ms;
+    opts.types = session_type_registry::with_builtins();
+    opts.types->add("held", [] {
+      return std::make_unique<test::held_type>(
+        std::make_shared<test::held_releases>());
+    });
+    embedded_host host{*sys, opts};
+    caf::scoped_actor self{*sys};
+    auto create = [&](const std::string& type) {
+      auto c = ask<session_info>(self, host.host(), create_atom::value, type,
+                                 std::string{}, metadata_map{});
+      EXPECT_TRUE(c) << message_of(c.error());
+      return c ? c->id : std::string{};
+    };
+    for (int i = 0; i < 20; ++i)
+      echoes.push_back(create("echo"));
+    stuck = create("held");
+    host.stop(); // gives up 300-600 ms after the echoes went
+    EXPECT_FALSE(ask<uint64_t>(self, host.host(), count_atom::value,
+                               session_filter{}))
+      << "the host is gone";
+  }
+  EXPECT_TRUE(destructs_within(std::move(sys), 30s))
+    << "~actor_system hung: a killed session kept an actor alive";
+  for (auto& id : echoes) {
+    auto stored = store->load(id);
+    ASSERT_TRUE(stored) << id;
+    EXPECT_FALSE(stored->loaded) << "unloaded as usual";
+  }
+  auto held = store->load(stuck);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->state, session_state::terminating)
+    << "its stop began; its resource never let go";
 }
 
 } // namespace sessionhost

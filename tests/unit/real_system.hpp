@@ -10,6 +10,7 @@
 #include <caf/scoped_actor.hpp>
 #include <gtest/gtest.h>
 
+#include "call.hpp"
 #include "reply.hpp"
 
 #include "host/config.hpp"
@@ -39,11 +40,7 @@ protected:
   /// A request with a timeout; the reply or the error.
   template <class T, class Handle, class... Ts>
   reply<T> call(const Handle& h, Ts&&... xs) {
-    reply<T> result{make_error(errc::internal, "no reply")};
-    self->request(h, std::chrono::seconds(10), std::forward<Ts>(xs)...)
-      .receive([&](T& x) { result = std::move(x); },
-               [&](caf::error& e) { result = std::move(e); });
-    return result;
+    return test::call<T>(self, h, std::forward<Ts>(xs)...);
   }
 
   /// Waits (at most `limit`) until `pred` holds.
