@@ -672,9 +672,11 @@ uint64_t start_ask(self_ptr self, const std::string& id,
                    const std::string& ref) {
   auto& st = self->state;
   auto n = st.next_ask++;
-  st.asking.emplace(n, ws_state::in_flight{std::chrono::steady_clock::now()
-                                             + st.ctx->timeout,
-                                           ref, id});
+  ws_state::in_flight f;
+  f.deadline = std::chrono::steady_clock::now() + st.ctx->timeout;
+  f.ref = ref;
+  f.session = id;
+  st.asking.emplace(n, std::move(f));
   if (!st.ack_timer_armed)
     arm_ack_timer(self);
   return n;
