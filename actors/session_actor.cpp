@@ -734,10 +734,10 @@ public:
   // The state is set up here, on the spawning thread; what has to run as
   // the actor (on_start, first steps, the idle report) waits for the first
   // resume, which for a lazily started session is its first message.
-  session_actor_impl(caf::actor_config& cfg, session_start start)
+  session_actor_impl(caf::actor_config& cfg, session_start&& start)
     : session_actor::base(cfg), is_new_(start.is_new) {
     new (&state) session_data();
-    init(std::move(start));
+    init(start);
   }
 
   // The state went in on_exit (CAF calls it once, at the end or on destroy).
@@ -765,7 +765,7 @@ public:
   };
 
 private:
-  void init(session_start start);
+  void init(session_start& start); // moves from `start`
   void first_resume();
   bool is_new_;
 };
@@ -1048,7 +1048,7 @@ void finish_unload(self_pointer self, caf::typed_response_promise<session_info> 
   });
 }
 
-void session_actor_impl::init(session_start start) {
+void session_actor_impl::init(session_start& start) {
   auto self = this;
   auto& st = state;
   st.self = self;
@@ -1325,7 +1325,7 @@ session_actor_impl::behavior_type session_actor_impl::make_behavior() {
 
 } // namespace
 
-session_actor spawn_session(caf::actor_system& sys, session_start start) {
+session_actor spawn_session(caf::actor_system& sys, session_start&& start) {
   if (!start.type && start.services && start.services->types)
     start.type = start.services->types->make(start.info.type);
   // Nothing to do before its first message: not scheduled until then (one

@@ -38,8 +38,9 @@ struct session_start {
   bool idle_reported = false;
 };
 
-/// Spawns a session actor.
-session_actor spawn_session(caf::actor_system& sys, session_start start);
+/// Spawns a session actor. `start` is moved from (taken by reference: a
+/// session_start is large, and each copy or move of it costs an activation).
+session_actor spawn_session(caf::actor_system& sys, session_start&& start);
 
 /// The first steps of a new session whose type spawns nothing (CREATED →
 /// SPAWNING → ACTIVE): the status_changed events the session would emit,
