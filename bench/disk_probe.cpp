@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "probe_file.hpp"
+
 int main(int argc, char** argv) {
   std::string dir = ".";
   long count = 1000;
@@ -35,16 +37,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "disk_probe: --count must be 1..10000000\n");
     return 2;
   }
-  auto path = dir + "/disk_probe.XXXXXX";
-  std::vector<char> name(path.begin(), path.end());
-  name.push_back('\0');
-  int fd = mkstemp(name.data());
-  if (fd < 0) {
-    std::fprintf(stderr, "disk_probe: cannot create a file in %s: %s\n",
-                 dir.c_str(), std::strerror(errno));
+  auto file = make_probe_file(dir, "disk_probe");
+  if (file.fd < 0)
     return 1;
-  }
-  unlink(name.data()); // gone when closed, whatever happens
+  int fd = file.fd;
+  unlink(file.name.c_str()); // gone when closed, whatever happens
   // 64 pages written once and made durable first, so the timed loop measures
   // overwrites (a WAL after its first restart), not the file growing.
   constexpr size_t page = 4096;

@@ -33,6 +33,8 @@
 #include <thread>
 #include <vector>
 
+#include "probe_file.hpp"
+
 namespace {
 
 int64_t now_us() {
@@ -80,15 +82,10 @@ int main(int argc, char** argv) {
                          "events), --syncers 1..16\n");
     return 2;
   }
-  std::string path = dir + "/pipeline_probe.XXXXXX";
-  std::vector<char> name(path.begin(), path.end());
-  name.push_back('\0');
-  int fd = mkstemp(name.data());
-  if (fd < 0) {
-    std::fprintf(stderr, "pipeline_probe: cannot create a file in %s: %s\n",
-                 dir.c_str(), std::strerror(errno));
+  auto file = make_probe_file(dir, "pipeline_probe");
+  if (file.fd < 0)
     return 1;
-  }
+  int fd = file.fd;
   std::vector<char> buf(page, 'x');
   std::atomic<bool> failed{false};
   // The ring written and made durable first: the run measures overwrites.
@@ -191,7 +188,7 @@ int main(int argc, char** argv) {
       t.join();
   }
   close(fd);
-  unlink(name.data());
+  unlink(file.name.c_str());
   if (failed) {
     std::fprintf(stderr, "pipeline_probe: write or sync failed in %s: %s\n",
                  dir.c_str(), std::strerror(errno));

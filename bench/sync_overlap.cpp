@@ -28,6 +28,8 @@
 #include <thread>
 #include <vector>
 
+#include "probe_file.hpp"
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -80,18 +82,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> names;
   int fds[2] = {-1, -1};
   for (int t = 0; t < (same_file ? 1 : 2); ++t) {
-    std::string path = dir + "/sync_overlap.XXXXXX";
-    std::vector<char> name(path.begin(), path.end());
-    name.push_back('\0');
-    fds[t] = mkstemp(name.data());
+    auto file = make_probe_file(dir, "sync_overlap");
+    fds[t] = file.fd;
     if (fds[t] < 0) {
-      std::fprintf(stderr, "sync_overlap: cannot create a file in %s: %s\n",
-                   dir.c_str(), std::strerror(errno));
       for (auto& n : names)
         unlink(n.c_str());
       return 1;
     }
-    names.emplace_back(name.data());
+    names.push_back(file.name);
   }
   if (same_file)
     fds[1] = fds[0];
