@@ -141,13 +141,24 @@ void embedded_host::stop() {
   {
     // Bounded by the host: it gives up once a whole
     // config.shutdown_timeout passed without a session finishing its
-    // unload, however many sessions there are.
+    // unload, however many sessions there are. A host that ends first
+    // (killed, or gone already) never answers: its down message ends the
+    // wait instead.
     caf::scoped_actor self{sys_};
-    self->request(host_, caf::infinite, shutdown_atom::value)
-      .receive([](uint64_t) {},
-               [](caf::error& err) {
-                 spdlog::error("embedded_host: shutdown: {}", message_of(err));
-               });
+    self->monitor(host_);
+    self->send(host_, shutdown_atom::value);
+    bool waiting = true;
+    self->receive_while([&] { return waiting; })(
+      [&](uint64_t) { waiting = false; },
+      [&](caf::error& err) {
+        spdlog::error("embedded_host: shutdown: {}", message_of(err));
+        waiting = false;
+      },
+      [&](caf::down_msg& dm) {
+        spdlog::error("embedded_host: the host ended before its shutdown "
+                      "answered ({})", caf::to_string(dm.reason));
+        waiting = false;
+      });
   }
   // The hub takes its linked broadcast listener along.
   caf::anon_send_exit(hub_, caf::exit_reason::user_shutdown);

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -276,6 +277,49 @@ TEST(embedding, a_stop_that_gives_up_still_lets_the_system_end) {
   ASSERT_TRUE(held);
   EXPECT_EQ(held->state, session_state::terminating)
     << "its stop began; its resource never let go";
+}
+
+TEST(embedding, a_stop_returns_when_the_host_ends_before_answering) {
+  // The host is killed while its shutdown waits for a session whose
+  // resource never lets go (and shutdown_timeout is an hour): stop() must
+  // not wait for an answer that cannot come.
+  sessionhost_config cfg;
+  auto sys = make_system(cfg);
+  auto releases = std::make_shared<test::held_releases>();
+  {
+    host_options opts = memory_opts(std::make_shared<memory_store>());
+    opts.config.shutdown_timeout = std::chrono::hours(1);
+    opts.types = session_type_registry::with_builtins();
+    opts.types->add("held", [releases] {
+      return std::make_unique<test::held_type>(releases);
+    });
+    embedded_host host{*sys, opts};
+    caf::scoped_actor self{*sys};
+    auto held = ask<session_info>(self, host.host(), create_atom::value,
+                                  std::string{"held"}, std::string{},
+                                  metadata_map{});
+    ASSERT_TRUE(held) << message_of(held.error());
+    std::promise<void> stopped;
+    auto returned = stopped.get_future();
+    std::thread stopper{[&] {
+      host.stop();
+      stopped.set_value();
+    }};
+    auto told_to_stop = [&] {
+      std::lock_guard<std::mutex> guard{releases->mtx};
+      return releases->by_id.count(held->id) > 0;
+    };
+    for (int i = 0; i < 1000 && !told_to_stop(); ++i) // bounded: 10 s
+      std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(told_to_stop()) << "the shutdown reached the session";
+    caf::anon_send_exit(host.host(), caf::exit_reason::kill);
+    if (returned.wait_for(30s) != std::future_status::ready) {
+      std::fprintf(stderr, "stop() still waits for a host that is gone\n");
+      std::_Exit(3); // the stopper can never be joined
+    }
+    stopper.join();
+  }
+  EXPECT_TRUE(destructs_within(std::move(sys), 30s));
 }
 
 } // namespace sessionhost
