@@ -127,7 +127,7 @@ public:
   /// actor the caller spawned. Blocks while sessions keep unloading; once
   /// none finished for `config.shutdown_timeout` it stops the rest without
   /// their final snapshot (acknowledged events are durable already) and
-  /// returns. Not from inside an actor.
+  /// returns; so it does if the host ends first. Not from inside an actor.
   void stop();
 
 private:
