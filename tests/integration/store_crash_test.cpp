@@ -15,8 +15,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <sstream>
+#include <thread>
+
+#include <pqxx/pqxx>
 
 #include "host/store/open_store.hpp"
 #include "tests/support/postgres_fixture.hpp"
@@ -166,7 +170,10 @@ private:
   bool eof_ = false;
 };
 
-void crash_many_times(const std::string& url) {
+/// Runs before the stored data is checked, once every writer was killed.
+using settle_fn = std::function<void()>;
+
+void crash_many_times(const std::string& url, const settle_fn& settle = {}) {
   auto seed = static_cast<unsigned>(std::random_device{}());
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 rng{seed};
@@ -235,6 +242,8 @@ void crash_many_times(const std::string& url) {
   }
 
   // Now look at what is stored.
+  if (settle)
+    settle();
   auto store = open_store(url, "");
   auto info = store->load(session_id);
   ASSERT_TRUE(info);
@@ -301,8 +310,28 @@ TEST(store_crash, sqlite_survives_kill_9) {
   crash_many_times("sqlite:" + guard.dir + "/crash.db");
 }
 
+// A killed client's last COMMIT can still complete on the server after the
+// client is gone (its backend notices only when it answers), so the checks
+// wait until no backend but their own is left on the database; reading
+// earlier saw the session row before that last commit and its events after.
+void wait_for_the_killed_writers_backends(const std::string& url) {
+  pqxx::connection c{url};
+  for (int i = 0; i < 1000; ++i) { // bounded: 10 s
+    pqxx::nontransaction tx{c};
+    auto r = tx.exec("SELECT count(*) FROM pg_stat_activity"
+                     " WHERE datname = current_database()"
+                     " AND backend_type = 'client backend'"
+                     " AND pid <> pg_backend_pid()");
+    if (r[0][0].as<long>() == 0)
+      return;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ADD_FAILURE() << "a killed writer's backend is still running after 10 s";
+}
+
 TEST(store_crash, postgres_survives_kill_9) {
-  crash_many_times(testing::fresh_postgres_database());
+  auto url = testing::fresh_postgres_database();
+  crash_many_times(url, [&] { wait_for_the_killed_writers_backends(url); });
 }
 
 } // namespace
