@@ -918,12 +918,14 @@ void watch_shutdown(self_pointer self) {
                      shutdown_check_atom::value, st.shutdown_unloaded);
 }
 
-// Answers a shutdown once, unless the watchdog answered it first.
-void answer_shutdown(host_state::shutdown_wait& w, uint64_t total) {
+// Answers a shutdown once: with its count, or the watchdog's error,
+// whichever comes first.
+template <class Answer>
+void answer_shutdown(host_state::shutdown_wait& w, Answer x) {
   if (w.answered)
     return;
   w.answered = true;
-  w.rp.deliver(total);
+  w.rp.deliver(std::move(x));
 }
 
 // Schedules the commit of the creates queued from now on: behind whatever
@@ -1164,7 +1166,6 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       wait->rp = self->make_response_promise<uint64_t>();
       st.shutdowns.push_back(wait);
       watch_shutdown(self);
-      auto rp = wait->rp;
       auto ids = std::vector<std::string>{};
       for (auto& [key, e] : st.loaded)
         if (auto id = key.str(); !st.unloading.count(id))
@@ -1190,7 +1191,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
       };
       if (ids.empty()) {
         finish();
-        return rp;
+        return wait->rp;
       }
       for (auto& id : ids)
         unload(self, id,
@@ -1199,7 +1200,7 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
                  if (--*left == 0)
                    finish();
                });
-      return rp;
+      return wait->rp;
     },
     [self](shutdown_check_atom, uint64_t unloaded_then) {
       auto& st = self->state;
@@ -1220,10 +1221,8 @@ session_host_actor::behavior_type host_behavior(self_pointer self,
                                 + std::to_string(st.loaded.size())
                                 + " still loaded");
         spdlog::error("session host: {}", message_of(err));
-        for (auto& w : waits) {
-          w->answered = true;
-          w->rp.deliver(err);
-        }
+        for (auto& w : waits)
+          answer_shutdown(*w, err);
         waits.clear();
         return;
       }
