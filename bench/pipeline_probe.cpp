@@ -116,20 +116,23 @@ int main(int argc, char** argv) {
       ++from;
     return from;
   };
-  auto wait_for = [&](long i) {
-    int64_t d = arrive[i] - now_us();
-    if (d > 0)
-      std::this_thread::sleep_for(std::chrono::microseconds(d));
+  // Waits for the event at `next`, then writes it and every event that
+  // arrived meanwhile; returns where the next burst starts.
+  auto write_burst = [&](long next) {
+    long to = arrived(next);
+    while (to == next) {
+      int64_t d = arrive[next] - now_us();
+      if (d > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(d));
+      to = arrived(next);
+    }
+    write_events(next, to);
+    return to;
   };
 
   if (!failed && mode == "serial") {
     for (long next = 0; next < events && !failed;) {
-      long to = arrived(next);
-      if (to == next) {
-        wait_for(next);
-        continue;
-      }
-      write_events(next, to);
+      long to = write_burst(next);
       if (fdatasync(fd) != 0)
         failed = true;
       int64_t t = now_us();
@@ -166,12 +169,7 @@ int main(int argc, char** argv) {
         }
       });
     for (long next = 0; next < events && !failed;) {
-      long to = arrived(next);
-      if (to == next) {
-        wait_for(next);
-        continue;
-      }
-      write_events(next, to);
+      long to = write_burst(next);
       {
         std::lock_guard<std::mutex> lock{mtx};
         written = to;
