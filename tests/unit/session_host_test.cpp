@@ -247,14 +247,8 @@ TEST_F(host_test, loads_of_one_quiet_start_session_at_once_all_get_its_info) {
 }
 
 TEST_F(host_test, loads_racing_unloads_wait_for_them_and_activate_once) {
-  std::vector<std::string> ids;
-  for (int i = 0; i < 30; ++i) {
-    auto c = create("echo");
-    ASSERT_TRUE(c);
-    ASSERT_TRUE(call<uint64_t>(session(c->id), message_atom::value,
-                               std::string{"{}"}));
-    ids.push_back(c->id);
-  }
+  auto ids = echo_sessions_with_a_message(30);
+  ASSERT_EQ(ids.size(), 30u);
   // Each session unloaded and, before that is done, loaded again: the load
   // waits for the unload, then activates the session once (epoch 2) with
   // what the unload stored.
